@@ -1,0 +1,207 @@
+"""`mediation`: serve, and manage users and devices in the metadata store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import secrets
+import ssl
+import sys
+from collections.abc import Sequence
+
+from signaling.config import ConfigError, Settings, load_settings
+from signaling.demo import format_logins, seed_demo
+from signaling.logs import configure_logging
+from signaling.permissions import ACCOUNT_ROLES, DEVICE_KINDS
+from storage import MetadataStore, StorageError
+
+log = logging.getLogger("signaling.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mediation", description="Remote video mediation service."
+    )
+    parser.add_argument("--config", help="TOML settings file (default: $MEDIATION_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the service", description="Run the service.")
+    serve.add_argument("--host", help="listen address (setting host)")
+    serve.add_argument("--port", type=int, help="listen port (setting port)")
+    serve.add_argument("--data-dir", help="data folder (setting data_dir)")
+
+    users = sub.add_parser("users", help="manage people's accounts").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    add = users.add_parser("add", help="create an account; prints a password if none is given")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=sorted(ACCOUNT_ROLES))
+    add.add_argument("--display-name", required=True)
+    add.add_argument(
+        "--specialty", action="append", default=[], help="dispute type code (experts; repeat)"
+    )
+    add.add_argument("--on-duty", action="store_true", help="expert joins the duty pool")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    users.add_parser("list", help="list accounts")
+    disable = users.add_parser("disable", help="disable an account (ends its connections)")
+    disable.add_argument("username")
+    passwd = users.add_parser("passwd", help="set a new random password and print it")
+    passwd.add_argument("username")
+
+    devices = sub.add_parser("devices", help="manage kiosks and stations").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    dadd = devices.add_parser("add", help="register a device; prints its token once")
+    dadd.add_argument("--kind", required=True, choices=sorted(DEVICE_KINDS))
+    dadd.add_argument("--name", required=True)
+    devices.add_parser("list", help="list devices")
+    ddisable = devices.add_parser("disable", help="disable a device (ends its connection)")
+    ddisable.add_argument("device_id")
+    rotate = devices.add_parser("rotate-token", help="issue a new token; the old one stops working")
+    rotate.add_argument("device_id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "serve":
+            changes = {
+                name: value
+                for name, value in (
+                    ("host", args.host),
+                    ("port", args.port),
+                    ("data_dir", args.data_dir),
+                )
+                if value is not None
+            }
+            if changes:
+                from pathlib import Path
+
+                if "data_dir" in changes:
+                    changes["data_dir"] = Path(changes["data_dir"])
+                settings = settings.replace(**changes)
+    except ConfigError as err:
+        print(f"mediation: {err}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(settings)
+    try:
+        with MetadataStore.open(settings.db_path) as store:
+            if args.command == "users":
+                return _users(store, args)
+            return _devices(store, args)
+    except StorageError as err:
+        print(f"mediation: {err}", file=sys.stderr)
+        return 1
+
+
+def serve(settings: Settings) -> int:
+    from aiohttp import web
+
+    from signaling.app import create_app
+
+    configure_logging(settings.log_format, settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.objects_dir.mkdir(parents=True, exist_ok=True)
+    if settings.demo_accounts:
+        with MetadataStore.open(settings.db_path) as store:
+            logins = seed_demo(store)
+        if logins:
+            print(format_logins(logins), flush=True)
+    ssl_context = None
+    if settings.tls_enabled:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    loop = _new_loop()
+    scheme = "https" if ssl_context else "http"
+    print(f"mediation: serving on {scheme}://{settings.host}:{settings.port}/", flush=True)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ssl_context=ssl_context,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        print=None,
+        loop=loop,
+    )
+    return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+        return password, False
+    return secrets.token_urlsafe(9), True
+
+
+def _users(store: MetadataStore, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        password, generated = _read_password(args)
+        if len(password) < 8:
+            print("mediation: a password needs at least 8 characters", file=sys.stderr)
+            return 2
+        account = store.create_account(args.username, args.display_name, args.role, password)
+        if args.role == "expert":
+            store.set_expert_profile(account.id, args.specialty, args.on_duty)
+        store.append_audit("cli", "account.created", account.id, {"role": args.role})
+        print(f"created {account.role} {account.username} ({account.id})")
+        if generated:
+            print(f"password: {password}")
+    elif args.action == "list":
+        for a in store.list_accounts():
+            state = "disabled" if a.disabled else "active"
+            print(f"{a.id}  {a.username:<20} {a.role:<17} {state:<8} {a.display_name}")
+    elif args.action in ("disable", "passwd"):
+        account = store.find_account_by_username(args.username)
+        if account is None:
+            print(f"mediation: no account named {args.username!r}", file=sys.stderr)
+            return 1
+        if args.action == "disable":
+            store.set_account_disabled(account.id, True)
+            store.append_audit("cli", "account.disabled", account.id)
+            print(f"disabled {account.username}")
+        else:
+            password = secrets.token_urlsafe(9)
+            store.set_password(account.id, password)
+            store.append_audit("cli", "account.password_changed", account.id)
+            print(f"password: {password}")
+    return 0
+
+
+def _devices(store: MetadataStore, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        device, token = store.create_device(args.kind, args.name)
+        store.append_audit("cli", "device.created", device.id, {"kind": args.kind})
+        print(f"created {device.kind} {device.name} ({device.id})")
+        print(f"token: {token}")
+    elif args.action == "list":
+        for d in store.list_devices():
+            state = "disabled" if d.disabled else "active"
+            print(f"{d.id}  {d.kind:<8} {state:<8} last seen {d.last_seen_at}  {d.name}")
+    elif args.action == "disable":
+        store.set_device_disabled(args.device_id, True)
+        store.append_audit("cli", "device.disable", args.device_id)
+        print(f"disabled {args.device_id}")
+    elif args.action == "rotate-token":
+        token = store.rotate_device_token(args.device_id)
+        store.append_audit("cli", "device.rotate-token", args.device_id)
+        print(f"token: {token}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,469 @@
+"""REST API: login, experts directory, calls, admin, audit, health and metrics.
+
+Every handler names its action from `signaling.permissions.HTTP_PERMISSIONS`;
+errors become JSON ``{"error": {"code", "message"}}`` in one middleware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from signaling.errors import AuthFailed, BadRequest, Forbidden, NotFound, SignalingError
+from signaling.http_auth import (
+    SESSION_COOKIE,
+    bearer_or_cookie,
+    http_principal,
+    origin_allowed,
+    secure_cookies,
+)
+from signaling.keys import HUB, METRICS, SETTINGS, STORE
+from signaling.metrics import CONTENT_TYPE
+from signaling.permissions import (
+    ACCOUNT_ROLES,
+    ADMIN,
+    DEVICE_KINDS,
+    EVIDENCE_OFFICER,
+    EXPERT,
+    KIOSK,
+    STATION,
+    STATION_OFFICER,
+    TRAINER,
+    Principal,
+    may,
+)
+from storage import errors as storage_errors
+from storage.records import CallRecord
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def error_response(err: SignalingError) -> web.Response:
+    return web.json_response(
+        {"error": {"code": err.code, "message": err.message}}, status=err.http_status
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SignalingError as err:
+        return error_response(err)
+    except storage_errors.NotFound as err:
+        return error_response(NotFound(err.kind, str(err.key)))
+    except storage_errors.Conflict as err:
+        return web.json_response(
+            {"error": {"code": "conflict", "message": str(err)}}, status=409
+        )
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("HTTP %s %s failed", request.method, request.path)
+        return web.json_response(
+            {"error": {"code": "internal_error", "message": "internal error"}}, status=500
+        )
+
+
+@web.middleware
+async def origin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in STATE_CHANGING and not origin_allowed(request, request.app[SETTINGS]):
+        return error_response(Forbidden("origin not allowed"))
+    return await handler(request)
+
+
+def _require(request: web.Request, action: str) -> Principal:
+    principal = http_principal(request, request.app[STORE])
+    if not may(principal.role, action):
+        raise Forbidden(f"{principal.role} may not {action}")
+    return principal
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadRequest("the body must be JSON") from err
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type = str, *, required: bool = True) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name} is required")
+        return None
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise BadRequest(f"{name} must be {kind.__name__}")
+    return value
+
+
+def _record(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+# --- people: login, logout, password ---------------------------------------------------
+
+
+async def login(request: web.Request) -> web.Response:
+    store, settings = request.app[STORE], request.app[SETTINGS]
+    body = await _json_body(request)
+    username = _field(body, "username")
+    password = _field(body, "password")
+    account = store.check_password(username, password)
+    if account is None:
+        log.info("login refused for a username")
+        raise AuthFailed("wrong username or password, or the account is disabled")
+    token = store.create_session(account.id, settings.session_ttl_s)
+    store.append_audit(account.id, "account.login", account.id)
+    response = web.json_response(
+        {
+            "token": token,
+            "account": {
+                "id": account.id,
+                "username": account.username,
+                "display_name": account.display_name,
+                "role": account.role,
+            },
+        }
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(settings.session_ttl_s),
+        httponly=True,
+        samesite="Strict",
+        secure=secure_cookies(request, settings),
+        path="/",
+    )
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    principal = http_principal(request, request.app[STORE])
+    token = bearer_or_cookie(request)
+    if token and not principal.is_device:
+        request.app[STORE].delete_session(token)
+        request.app[STORE].append_audit(principal.id, "account.logout", principal.id)
+    response = web.json_response({})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def change_password(request: web.Request) -> web.Response:
+    principal = _require(request, "password.change")
+    store = request.app[STORE]
+    body = await _json_body(request)
+    old = _field(body, "old_password")
+    new = _field(body, "new_password")
+    if len(new) < 8:
+        raise BadRequest("new_password must have at least 8 characters")
+    account = store.get_account(principal.id)
+    if store.check_password(account.username, old) is None:
+        raise AuthFailed("the old password is wrong")
+    store.set_password(account.id, new)
+    store.append_audit(account.id, "account.password_changed", account.id)
+    return web.json_response({})
+
+
+async def me(request: web.Request) -> web.Response:
+    principal = _require(request, "me")
+    return web.json_response({"principal": principal.to_wire()})
+
+
+# --- directory ------------------------------------------------------------------------
+
+
+async def list_experts(request: web.Request) -> web.Response:
+    _require(request, "experts.list")
+    dispatcher = request.app[HUB].dispatcher
+    experts = []
+    for profile in request.app[STORE].list_experts():
+        if profile.disabled:
+            continue
+        live = dispatcher.experts.get(profile.account_id)
+        if live is None or not live.online:
+            availability = "offline"
+        elif live.availability.value == "away":
+            availability = "away"
+        elif dispatcher.is_free(profile.account_id):
+            availability = "available"
+        else:
+            availability = "busy"
+        experts.append(
+            {
+                "id": profile.account_id,
+                "display_name": profile.display_name,
+                "specialties": list(profile.specialties),
+                "availability": availability,
+            }
+        )
+    return web.json_response({"experts": experts})
+
+
+async def list_dispute_types(request: web.Request) -> web.Response:
+    _require(request, "dispute_types.list")
+    types = [_record(t) for t in request.app[STORE].list_dispute_types()]
+    return web.json_response({"dispute_types": types})
+
+
+# --- calls ----------------------------------------------------------------------------
+
+
+def _call_filter(principal: Principal) -> dict[str, Any]:
+    """The calls a principal may read (ARCHITECTURE.md's role table)."""
+    if principal.role in (ADMIN, EVIDENCE_OFFICER):
+        return {}
+    if principal.role == TRAINER:
+        return {"training_only": True}
+    if principal.role == EXPERT:
+        return {"participant_principal_id": principal.id}
+    if principal.role in (KIOSK, STATION):
+        return {"caller_device_id": principal.id}
+    if principal.role == STATION_OFFICER:
+        return {"caller_account_id": principal.id}
+    raise Forbidden(f"{principal.role} may not read calls")
+
+
+def _call_json(request: web.Request, record: CallRecord) -> dict[str, Any]:
+    view = _record(record)
+    live = request.app[HUB].dispatcher.calls.get(record.id)
+    view["queue_position"] = live.queue_position if live is not None else None
+    return view
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    principal = _require(request, "calls.read")
+    records = request.app[STORE].list_calls(**_call_filter(principal))
+    return web.json_response({"calls": [_call_json(request, r) for r in records]})
+
+
+async def get_call(request: web.Request) -> web.Response:
+    principal = _require(request, "calls.read")
+    store = request.app[STORE]
+    call_id = request.match_info["call_id"]
+    visible = {r.id for r in store.list_calls(**_call_filter(principal), limit=100000)}
+    if call_id not in visible:
+        raise NotFound("call", call_id)
+    record = store.get_call(call_id)
+    view = _call_json(request, record)
+    view["participants"] = [_record(p) for p in store.list_participants(call_id)]
+    view["invitations"] = [_record(i) for i in store.list_invitations(call_id)]
+    view["events"] = [_record(e) for e in store.list_call_events(call_id)]
+    return web.json_response({"call": view})
+
+
+# --- admin ------------------------------------------------------------------------------
+
+
+def _account_json(account: Any) -> dict[str, Any]:
+    return _record(account)
+
+
+async def admin_list_accounts(request: web.Request) -> web.Response:
+    _require(request, "accounts.manage")
+    accounts = [_account_json(a) for a in request.app[STORE].list_accounts()]
+    return web.json_response({"accounts": accounts})
+
+
+async def admin_create_account(request: web.Request) -> web.Response:
+    principal = _require(request, "accounts.manage")
+    store, hub = request.app[STORE], request.app[HUB]
+    body = await _json_body(request)
+    role = _field(body, "role")
+    if role not in ACCOUNT_ROLES:
+        raise BadRequest(f"role must be one of {sorted(ACCOUNT_ROLES)}")
+    password = _field(body, "password")
+    if len(password) < 8:
+        raise BadRequest("password must have at least 8 characters")
+    specialties = _field(body, "specialties", list, required=False) or []
+    if not all(isinstance(s, str) for s in specialties):
+        raise BadRequest("specialties must be a list of dispute type codes")
+    account = store.create_account(
+        _field(body, "username"), _field(body, "display_name"), role, password
+    )
+    if role == EXPERT:
+        on_duty = bool(_field(body, "on_duty", bool, required=False))
+        store.set_expert_profile(account.id, specialties, on_duty)
+        profile = store.get_expert(account.id)
+        hub.dispatcher.upsert_expert(
+            profile.account_id, profile.display_name, profile.specialties,
+            availability=profile.availability, on_duty=profile.on_duty,
+        )
+        hub.apply_effects()
+    store.append_audit(principal.id, "account.created", account.id, {"role": role})
+    return web.json_response({"account": _account_json(account)}, status=201)
+
+
+async def admin_set_account_disabled(request: web.Request) -> web.Response:
+    principal = _require(request, "accounts.manage")
+    store, hub = request.app[STORE], request.app[HUB]
+    account_id = request.match_info["account_id"]
+    disabled = request.match_info["action"] == "disable"
+    store.set_account_disabled(account_id, disabled)
+    store.append_audit(
+        principal.id, "account.disabled" if disabled else "account.enabled", account_id
+    )
+    if disabled:
+        hub.revoke(account_id)
+    else:
+        profile = next((e for e in store.list_experts() if e.account_id == account_id), None)
+        if profile is not None:
+            hub.dispatcher.upsert_expert(
+                profile.account_id, profile.display_name, profile.specialties,
+                availability=profile.availability, on_duty=profile.on_duty,
+                last_busy_at=profile.last_busy_at,
+            )
+            hub.apply_effects()
+    return web.json_response({"account": _account_json(store.get_account(account_id))})
+
+
+async def admin_set_expert(request: web.Request) -> web.Response:
+    principal = _require(request, "accounts.manage")
+    store, hub = request.app[STORE], request.app[HUB]
+    account_id = request.match_info["account_id"]
+    body = await _json_body(request)
+    current = store.get_expert(account_id)
+    specialties = _field(body, "specialties", list, required=False)
+    if specialties is None:
+        specialties = list(current.specialties)
+    on_duty = _field(body, "on_duty", bool, required=False)
+    if on_duty is None:
+        on_duty = current.on_duty
+    store.set_expert_profile(account_id, specialties, on_duty)
+    profile = store.get_expert(account_id)
+    if not profile.disabled:
+        hub.dispatcher.upsert_expert(
+            profile.account_id, profile.display_name, profile.specialties,
+            availability=profile.availability, on_duty=profile.on_duty,
+            last_busy_at=profile.last_busy_at,
+        )
+        hub.apply_effects()
+    store.append_audit(
+        principal.id, "expert.updated", account_id,
+        {"specialties": list(profile.specialties), "on_duty": profile.on_duty},
+    )
+    return web.json_response({"expert": _record(profile)})
+
+
+async def admin_list_devices(request: web.Request) -> web.Response:
+    _require(request, "devices.manage")
+    devices = [_record(d) for d in request.app[STORE].list_devices()]
+    return web.json_response({"devices": devices})
+
+
+async def admin_create_device(request: web.Request) -> web.Response:
+    principal = _require(request, "devices.manage")
+    body = await _json_body(request)
+    kind = _field(body, "kind")
+    if kind not in DEVICE_KINDS:
+        raise BadRequest(f"kind must be one of {sorted(DEVICE_KINDS)}")
+    device, token = request.app[STORE].create_device(kind, _field(body, "name"))
+    request.app[STORE].append_audit(principal.id, "device.created", device.id, {"kind": kind})
+    return web.json_response({"device": _record(device), "token": token}, status=201)
+
+
+async def admin_device_action(request: web.Request) -> web.Response:
+    principal = _require(request, "devices.manage")
+    store, hub = request.app[STORE], request.app[HUB]
+    device_id = request.match_info["device_id"]
+    action = request.match_info["action"]
+    store.get_device(device_id)
+    result: dict[str, Any] = {}
+    if action == "rotate-token":
+        result["token"] = store.rotate_device_token(device_id)
+        hub.revoke(device_id)
+    elif action in ("disable", "enable"):
+        store.set_device_disabled(device_id, action == "disable")
+        if action == "disable":
+            hub.revoke(device_id)
+    else:
+        raise NotFound("action", action)
+    store.append_audit(principal.id, f"device.{action}", device_id)
+    result["device"] = _record(store.get_device(device_id))
+    return web.json_response(result)
+
+
+async def admin_put_dispute_type(request: web.Request) -> web.Response:
+    principal = _require(request, "dispute_types.manage")
+    body = await _json_body(request)
+    code = request.match_info["code"]
+    dispute = request.app[STORE].upsert_dispute_type(
+        code,
+        _field(body, "name_zh"),
+        _field(body, "name_en"),
+        active=_field(body, "active", bool, required=False) is not False,
+        sort=_field(body, "sort", int, required=False) or 100,
+    )
+    request.app[STORE].append_audit(principal.id, "dispute_type.saved", code)
+    return web.json_response({"dispute_type": _record(dispute)})
+
+
+# --- audit, health, metrics -------------------------------------------------------------
+
+
+async def read_audit(request: web.Request) -> web.Response:
+    principal = _require(request, "audit.read")
+    store = request.app[STORE]
+    try:
+        after = int(request.query.get("after_seq", "0"))
+        limit = min(1000, int(request.query.get("limit", "100")))
+    except ValueError as err:
+        raise BadRequest("after_seq and limit must be integers") from err
+    entries = [_record(e) for e in store.list_audit(limit=limit, after_seq=after)]
+    first_bad = store.verify_audit()
+    store.append_audit(principal.id, "audit.read", None, {"after_seq": after})
+    return web.json_response(
+        {"entries": entries, "intact": first_bad is None, "first_bad_seq": first_bad}
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    request.app[STORE].schema_version()
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    hub, m = request.app[HUB], request.app[METRICS]
+    states: dict[str, int] = {"launching": 0, "ringing": 0, "queued": 0, "active": 0}
+    for call in hub.dispatcher.calls.values():
+        states[call.state.value] = states.get(call.state.value, 0) + 1
+    for state, count in states.items():
+        m.calls.labels(state=state).set(count)
+    m.queue_length.set(states["queued"])
+    m.experts_available.set(sum(1 for e in hub.dispatcher.experts if hub.dispatcher.is_free(e)))
+    return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/login", login)
+    r.add_post("/api/logout", logout)
+    r.add_post("/api/password", change_password)
+    r.add_get("/api/me", me)
+    r.add_get("/api/experts", list_experts)
+    r.add_get("/api/dispute-types", list_dispute_types)
+    r.add_get("/api/calls", list_calls)
+    r.add_get("/api/calls/{call_id}", get_call)
+    r.add_get("/api/admin/accounts", admin_list_accounts)
+    r.add_post("/api/admin/accounts", admin_create_account)
+    r.add_post("/api/admin/accounts/{account_id}/{action:disable|enable}", admin_set_account_disabled)
+    r.add_put("/api/admin/experts/{account_id}", admin_set_expert)
+    r.add_get("/api/admin/devices", admin_list_devices)
+    r.add_post("/api/admin/devices", admin_create_device)
+    r.add_post("/api/admin/devices/{device_id}/{action}", admin_device_action)
+    r.add_put("/api/admin/dispute-types/{code}", admin_put_dispute_type)
+    r.add_get("/api/audit", read_audit)
+    r.add_get("/healthz", healthz)
+    r.add_get("/metrics", metrics)
+
+

@@ -1,0 +1,15 @@
+"""Typed keys for what the aiohttp application holds (no module globals)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from signaling.config import Settings
+from signaling.hub import Hub
+from signaling.metrics import Metrics
+from storage import MetadataStore
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", MetadataStore)
+HUB = web.AppKey("hub", Hub)
+METRICS = web.AppKey("metrics", Metrics)

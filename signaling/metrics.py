@@ -1,0 +1,40 @@
+"""Prometheus metrics: aggregates only (no per-person labels), one registry per app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge(
+            "mediation_connections", "Authenticated signaling connections", registry=r
+        )
+        self.calls = Gauge("mediation_calls", "Live calls by state", ["state"], registry=r)
+        self.queue_length = Gauge("mediation_queue_length", "Calls waiting in the queue", registry=r)
+        self.experts_available = Gauge(
+            "mediation_experts_available", "Connected experts marked available", registry=r
+        )
+        self.call_transitions = Counter(
+            "mediation_call_transitions", "Call state changes by new state", ["state"], registry=r
+        )
+        self.calls_ended = Counter(
+            "mediation_calls_ended", "Ended calls by end reason", ["reason"], registry=r
+        )
+        self.dispatch_latency = Histogram(
+            "mediation_dispatch_latency_seconds",
+            "Launch to first ring queued to an expert's connection",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.requests_refused = Counter(
+            "mediation_requests_refused", "Requests answered with an error, by code", ["code"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
