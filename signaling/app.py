@@ -57,6 +57,7 @@ def create_app(settings: Settings, *, password_hasher: Any = None) -> web.Applic
     app.router.add_get("/ws", ws)
     add_routes(app)
     if WEB_DIR.is_dir():
+
         async def index(request: web.Request) -> web.FileResponse:
             return web.FileResponse(WEB_DIR / "index.html")
 

@@ -143,7 +143,9 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+        password = (
+            sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+        )
         return password, False
     return secrets.token_urlsafe(9), True
 

@@ -130,7 +130,9 @@ class SignalingClient:
     async def send_raw(self, text: str | bytes) -> None:
         await self.ws.send(text)
 
-    async def request(self, request_type: str, timeout: float = 5.0, **payload: Any) -> dict[str, Any]:
+    async def request(
+        self, request_type: str, timeout: float = 5.0, **payload: Any
+    ) -> dict[str, Any]:
         """Send a request and wait for its reply; returns the result payload."""
         rid = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -159,7 +161,17 @@ class SignalingClient:
                     continue
                 return frame
 
-    async def wait_call_state(self, call_id: str, state: str, timeout: float = 5.0) -> dict[str, Any]:
+    async def pending_events(self) -> list[dict[str, Any]]:
+        """Every event the server sent before now (a ping round trip marks "now")."""
+        await self.request("ping")
+        frames = []
+        while not self.events.empty():
+            frames.append(self.events.get_nowait())
+        return frames
+
+    async def wait_call_state(
+        self, call_id: str, state: str, timeout: float = 5.0
+    ) -> dict[str, Any]:
         frame = await self.next_event(
             "call.updated",
             where=lambda p: p["call"]["id"] == call_id and p["call"]["state"] == state,

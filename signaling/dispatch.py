@@ -38,7 +38,6 @@ from typing import Protocol
 from signaling.errors import (
     CallFull,
     ExpertUnavailable,
-    Forbidden,
     InvalidState,
     NoExpertAvailable,
     NotFound,
@@ -195,7 +194,9 @@ class Call:
 
     def present_experts(self) -> list[Participant]:
         return [
-            p for p in self.participants.values() if p.role == "expert" and p.state in PRESENT_STATES
+            p
+            for p in self.participants.values()
+            if p.role == "expert" and p.state in PRESENT_STATES
         ]
 
 
@@ -264,9 +265,7 @@ Effect = (
 class Dispatcher:
     """Live calls, experts and rings; see the module docstring for the policy."""
 
-    def __init__(
-        self, clock: Clock, timers: DispatchTimers, new_id: Callable[[], str]
-    ) -> None:
+    def __init__(self, clock: Clock, timers: DispatchTimers, new_id: Callable[[], str]) -> None:
         self._clock = clock
         self.timers = timers
         self._new_id = new_id
@@ -503,7 +502,9 @@ class Dispatcher:
             joined_at=now_ms,
         )
         call.participants[participant.id] = participant
-        self.outbox.append(ParticipantChanged(call, participant, None, participant.state, "accepted"))
+        self.outbox.append(
+            ParticipantChanged(call, participant, None, participant.state, "accepted")
+        )
         if call.dispatch_invitation_id == inv.id:
             call.dispatch_invitation_id = None
             call.answered_at = call.answered_at or now_ms
@@ -605,10 +606,7 @@ class Dispatcher:
                 if call.choice_deadline is not None and call.choice_deadline <= now:
                     call.choice_deadline = None
                     call.preference = Preference.ANYONE
-                if (
-                    not call.overflow
-                    and call.launched_mono + self.timers.overflow_timeout_s <= now
-                ):
+                if not call.overflow and call.launched_mono + self.timers.overflow_timeout_s <= now:
                     call.overflow = True
         self._pump()
 
@@ -674,9 +672,7 @@ class Dispatcher:
                 return None
             return named
         free = [
-            self.experts[e]
-            for e in self._eligible(call)
-            if e not in call.tried and self.is_free(e)
+            self.experts[e] for e in self._eligible(call) if e not in call.tried and self.is_free(e)
         ]
         if not free:
             return None

@@ -60,9 +60,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except storage_errors.NotFound as err:
         return error_response(NotFound(err.kind, str(err.key)))
     except storage_errors.Conflict as err:
-        return web.json_response(
-            {"error": {"code": "conflict", "message": str(err)}}, status=409
-        )
+        return web.json_response({"error": {"code": "conflict", "message": str(err)}}, status=409)
     except web.HTTPException:
         raise
     except Exception:
@@ -296,8 +294,11 @@ async def admin_create_account(request: web.Request) -> web.Response:
         store.set_expert_profile(account.id, specialties, on_duty)
         profile = store.get_expert(account.id)
         hub.dispatcher.upsert_expert(
-            profile.account_id, profile.display_name, profile.specialties,
-            availability=profile.availability, on_duty=profile.on_duty,
+            profile.account_id,
+            profile.display_name,
+            profile.specialties,
+            availability=profile.availability,
+            on_duty=profile.on_duty,
         )
         hub.apply_effects()
     store.append_audit(principal.id, "account.created", account.id, {"role": role})
@@ -319,8 +320,11 @@ async def admin_set_account_disabled(request: web.Request) -> web.Response:
         profile = next((e for e in store.list_experts() if e.account_id == account_id), None)
         if profile is not None:
             hub.dispatcher.upsert_expert(
-                profile.account_id, profile.display_name, profile.specialties,
-                availability=profile.availability, on_duty=profile.on_duty,
+                profile.account_id,
+                profile.display_name,
+                profile.specialties,
+                availability=profile.availability,
+                on_duty=profile.on_duty,
                 last_busy_at=profile.last_busy_at,
             )
             hub.apply_effects()
@@ -343,13 +347,18 @@ async def admin_set_expert(request: web.Request) -> web.Response:
     profile = store.get_expert(account_id)
     if not profile.disabled:
         hub.dispatcher.upsert_expert(
-            profile.account_id, profile.display_name, profile.specialties,
-            availability=profile.availability, on_duty=profile.on_duty,
+            profile.account_id,
+            profile.display_name,
+            profile.specialties,
+            availability=profile.availability,
+            on_duty=profile.on_duty,
             last_busy_at=profile.last_busy_at,
         )
         hub.apply_effects()
     store.append_audit(
-        principal.id, "expert.updated", account_id,
+        principal.id,
+        "expert.updated",
+        account_id,
         {"specialties": list(profile.specialties), "on_duty": profile.on_duty},
     )
     return web.json_response({"expert": _record(profile)})
@@ -456,7 +465,9 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/calls/{call_id}", get_call)
     r.add_get("/api/admin/accounts", admin_list_accounts)
     r.add_post("/api/admin/accounts", admin_create_account)
-    r.add_post("/api/admin/accounts/{account_id}/{action:disable|enable}", admin_set_account_disabled)
+    r.add_post(
+        "/api/admin/accounts/{account_id}/{action:disable|enable}", admin_set_account_disabled
+    )
     r.add_put("/api/admin/experts/{account_id}", admin_set_expert)
     r.add_get("/api/admin/devices", admin_list_devices)
     r.add_post("/api/admin/devices", admin_create_device)
@@ -465,5 +476,3 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/audit", read_audit)
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics)
-
-

@@ -130,7 +130,9 @@ class Connection:
         if self._closing:
             return
         self._closing = True
-        self._close_task = asyncio.create_task(self._close(code, reason), name=f"ws-close-{self.id}")
+        self._close_task = asyncio.create_task(
+            self._close(code, reason), name=f"ws-close-{self.id}"
+        )
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -600,7 +602,12 @@ class Hub:
                 )
             )
             store.add_call_event(
-                inv.call_id, "invitation", inv.id, effect.old, effect.new, now,
+                inv.call_id,
+                "invitation",
+                inv.id,
+                effect.old,
+                effect.new,
+                now,
                 {"reason": effect.reason, "expert_id": inv.expert_id},
             )
             store.append_audit(
@@ -627,7 +634,12 @@ class Hub:
                 )
             )
             store.add_call_event(
-                p.call_id, "participant", p.id, effect.old, effect.new, now,
+                p.call_id,
+                "participant",
+                p.id,
+                effect.old,
+                effect.new,
+                now,
                 {"reason": effect.reason},
             )
             store.append_audit(
@@ -778,4 +790,3 @@ class StationLoginRequired(AuthFailed):
 
 def error_reply(request_id: int | str | None, err: SignalingError) -> str:
     return m.encode_error(request_id, err.code, err.message)
-

@@ -20,7 +20,11 @@ participant_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 conn_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("conn_id", default=None)
 
-_CONTEXT = (("call_id", call_id_var), ("participant_id", participant_id_var), ("conn_id", conn_id_var))
+_CONTEXT = (
+    ("call_id", call_id_var),
+    ("participant_id", participant_id_var),
+    ("conn_id", conn_id_var),
+)
 
 
 @contextmanager
@@ -29,7 +33,11 @@ def log_context(
 ) -> Iterator[None]:
     """Set the given ids for the log lines written inside the block."""
     tokens = []
-    for value, var in ((call_id, call_id_var), (participant_id, participant_id_var), (conn_id, conn_id_var)):
+    for value, var in (
+        (call_id, call_id_var),
+        (participant_id, participant_id_var),
+        (conn_id, conn_id_var),
+    ):
         if value is not None:
             tokens.append((var, var.set(value)))
     try:

@@ -15,7 +15,9 @@ class Metrics:
             "mediation_connections", "Authenticated signaling connections", registry=r
         )
         self.calls = Gauge("mediation_calls", "Live calls by state", ["state"], registry=r)
-        self.queue_length = Gauge("mediation_queue_length", "Calls waiting in the queue", registry=r)
+        self.queue_length = Gauge(
+            "mediation_queue_length", "Calls waiting in the queue", registry=r
+        )
         self.experts_available = Gauge(
             "mediation_experts_available", "Connected experts marked available", registry=r
         )
@@ -32,7 +34,9 @@ class Metrics:
             registry=r,
         )
         self.requests_refused = Counter(
-            "mediation_requests_refused", "Requests answered with an error, by code", ["code"],
+            "mediation_requests_refused",
+            "Requests answered with an error, by code",
+            ["code"],
             registry=r,
         )
 

@@ -10,8 +10,8 @@ from aiohttp import WSMsgType, web
 
 from signaling import messages as m
 from signaling.errors import SignalingError
-from signaling.hub import Connection, Hub, SignalSession, error_reply
 from signaling.http_auth import SESSION_COOKIE, origin_allowed
+from signaling.hub import Connection, Hub, SignalSession, error_reply
 from signaling.logs import log_context
 
 log = logging.getLogger(__name__)

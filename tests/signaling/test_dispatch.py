@@ -162,9 +162,7 @@ def test_candidates_exhausted_queue_and_a_freed_expert_takes_the_oldest_call(d):
     effects = d.drain()
     assert ringing(second) == ["e1"]
     assert second.queue_position is None
-    positions = {
-        e.call.id: e.position for e in effects if isinstance(e, QueuePositionChanged)
-    }
+    positions = {e.call.id: e.position for e in effects if isinstance(e, QueuePositionChanged)}
     assert positions == {second.id: None, third.id: 1, fourth.id: 2}
 
 

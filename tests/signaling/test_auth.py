@@ -1,0 +1,279 @@
+"""Authentication of people and devices, over HTTP and the WebSocket, on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import websockets
+
+from signaling import messages as m
+from signaling.client import ClientError, SignalingClient
+from tests.conftest import PASSWORD
+
+
+async def test_login_sets_a_strict_http_only_cookie_and_returns_a_token(service):
+    service.add_person("olga", "station_officer")
+    status, body = await service.http(
+        "POST", "/api/login", json={"username": "olga", "password": PASSWORD}
+    )
+    assert status == 200
+    assert body["account"]["role"] == "station_officer"
+    assert body["token"].startswith("ses_")
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            service.base_url + "/api/login", json={"username": "olga", "password": PASSWORD}
+        ) as resp:
+            cookie = resp.headers["Set-Cookie"]
+    assert "mediation_session=" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Secure" not in cookie  # plain http on loopback; Secure is set under TLS
+
+
+async def test_login_under_a_trusted_https_proxy_sets_a_secure_cookie(make_service):
+    service = await make_service(trusted_proxies=("127.0.0.1",))
+    service.add_person("olga", "station_officer")
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            service.base_url + "/api/login",
+            json={"username": "olga", "password": PASSWORD},
+            headers={"X-Forwarded-Proto": "https"},
+        ) as resp:
+            assert resp.status == 200
+            assert "Secure" in resp.headers["Set-Cookie"]
+
+
+async def test_wrong_password_is_refused_with_auth_failed(service):
+    service.add_person("olga", "station_officer")
+    status, body = await service.http(
+        "POST", "/api/login", json={"username": "olga", "password": "wrong password"}
+    )
+    assert status == 401 and body["error"]["code"] == "auth_failed"
+    status, body = await service.http(
+        "POST", "/api/login", json={"username": "nobody", "password": PASSWORD}
+    )
+    assert status == 401 and body["error"]["code"] == "auth_failed"
+
+
+async def test_logout_ends_the_session(service):
+    service.add_person("olga", "station_officer")
+    token = await service.login("olga")
+    assert (await service.http("GET", "/api/me", token=token))[0] == 200
+    assert (await service.http("POST", "/api/logout", token=token))[0] == 200
+    status, body = await service.http("GET", "/api/me", token=token)
+    assert status == 401 and body["error"]["code"] == "auth_required"
+
+
+async def test_password_change_needs_the_old_password_and_takes_effect(service):
+    service.add_person("olga", "station_officer")
+    token = await service.login("olga")
+    status, body = await service.http(
+        "POST",
+        "/api/password",
+        token=token,
+        json={"old_password": "wrong", "new_password": "a new long password"},
+    )
+    assert status == 401 and body["error"]["code"] == "auth_failed"
+    status, _ = await service.http(
+        "POST",
+        "/api/password",
+        token=token,
+        json={"old_password": PASSWORD, "new_password": "a new long password"},
+    )
+    assert status == 200
+    status, _ = await service.http(
+        "POST", "/api/login", json={"username": "olga", "password": "a new long password"}
+    )
+    assert status == 200
+
+
+async def test_device_token_authenticates_a_kiosk_and_the_reply_carries_server_time(service):
+    device_id, token = service.add_device("kiosk")
+    client = await service.connect(device_token=token)
+    assert client.auth["principal"] == {
+        "role": "kiosk",
+        "id": device_id,
+        "display_name": "kiosk device",
+        "device_id": device_id,
+        "account_id": None,
+    }
+    assert abs(client.auth["server_time"] - __import__("time").time() * 1000) < 60_000
+    snapshot = await client.next_event("snapshot")
+    assert snapshot["seq"] == 1 and snapshot["payload"]["calls"] == []
+    await client.close()
+
+
+async def test_unknown_device_token_is_refused(service):
+    with pytest.raises(ClientError) as err:
+        await service.connect(device_token="dev_nonsense")
+    assert err.value.code == "auth_failed"
+
+
+async def test_a_station_needs_an_officer_login_beside_its_device_token(service):
+    device_id, token = service.add_device("station")
+    with pytest.raises(ClientError) as err:
+        await service.connect(device_token=token)
+    assert err.value.code == "station_login_required"
+    officer_id = service.add_person("olga", "station_officer")
+    client = await service.connect(device_token=token, session_token=await service.login("olga"))
+    assert client.auth["principal"]["role"] == "station"
+    assert client.auth["principal"]["device_id"] == device_id
+    assert client.auth["principal"]["account_id"] == officer_id
+    await client.close()
+
+
+async def test_the_session_cookie_on_the_upgrade_authenticates_an_empty_auth(service):
+    service.add_person("amy", "expert")
+    token = await service.login("amy")
+    client = await service.connect(cookie=token)
+    assert client.auth["principal"]["role"] == "expert"
+    await client.close()
+
+
+async def test_disabling_a_device_cuts_off_its_live_connection(service):
+    device_id, token = service.add_device("kiosk")
+    admin_token = await _admin(service)
+    client = await service.connect(device_token=token)
+    status, _ = await service.http(
+        "POST", f"/api/admin/devices/{device_id}/disable", token=admin_token
+    )
+    assert status == 200
+    assert await client.wait_closed() == m.CLOSE_REVOKED
+    with pytest.raises(ClientError) as err:
+        await service.connect(device_token=token)
+    assert err.value.code == "auth_failed"
+
+
+async def test_disabling_an_account_from_the_cli_store_is_noticed_by_the_recheck(make_service):
+    service = await make_service(principal_recheck_s=0.05)
+    amy = service.add_person("amy", "expert")
+    client = await service.connect_person("amy")
+    service.store.set_account_disabled(amy, True)  # what `mediation users disable` does
+    assert await client.wait_closed() == m.CLOSE_REVOKED
+
+
+async def test_disabling_an_account_over_the_api_ends_its_connections(service):
+    amy = service.add_person("amy", "expert")
+    admin_token = await _admin(service)
+    tab1 = await service.connect_person("amy")
+    tab2 = await service.connect_person("amy")
+    status, _ = await service.http("POST", f"/api/admin/accounts/{amy}/disable", token=admin_token)
+    assert status == 200
+    assert await tab1.wait_closed() == m.CLOSE_REVOKED
+    assert await tab2.wait_closed() == m.CLOSE_REVOKED
+
+
+async def test_a_rotated_token_is_refused_and_the_new_one_works(service):
+    device_id, old_token = service.add_device("kiosk")
+    admin_token = await _admin(service)
+    client = await service.connect(device_token=old_token)
+    status, body = await service.http(
+        "POST", f"/api/admin/devices/{device_id}/rotate-token", token=admin_token
+    )
+    assert status == 200
+    assert await client.wait_closed() == m.CLOSE_REVOKED
+    with pytest.raises(ClientError) as err:
+        await service.connect(device_token=old_token)
+    assert err.value.code == "auth_failed"
+    fresh = await service.connect(device_token=body["token"])
+    assert fresh.auth["principal"]["id"] == device_id
+    await fresh.close()
+
+
+async def test_a_websocket_that_does_not_authenticate_is_closed_after_the_timeout(make_service):
+    service = await make_service(auth_timeout_s=0.2)
+    client = await service.connect(authenticate=False)
+    error = await client.next_event("error")
+    assert error["payload"]["code"] == "auth_required"
+    assert await client.wait_closed() == m.CLOSE_AUTH_TIMEOUT
+
+
+async def test_a_first_message_other_than_auth_is_refused(service):
+    client = await service.connect(authenticate=False)
+    await client.send_raw(m.encode_request("call.launch", 1, {"dispute_type": "family"}))
+    error = await client.next_event("error")
+    assert error["payload"]["code"] == "auth_required"
+    assert await client.wait_closed() == m.CLOSE_AUTH_FAILED
+
+
+async def test_a_foreign_origin_is_refused_on_the_upgrade_and_on_state_changing_requests(service):
+    _, token = service.add_device("kiosk")
+    with pytest.raises(websockets.InvalidStatus) as err:
+        await SignalingClient.connect(
+            service.ws_url, device_token=token, origin="https://evil.example"
+        )
+    assert err.value.response.status_code == 403
+    ok = await SignalingClient.connect(service.ws_url, device_token=token, origin=service.base_url)
+    await ok.close()
+    service.add_person("olga", "station_officer")
+    status, body = await service.http(
+        "POST",
+        "/api/login",
+        json={"username": "olga", "password": PASSWORD},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert status == 403 and body["error"]["code"] == "forbidden"
+
+
+async def test_an_allowed_extra_origin_is_accepted(make_service):
+    service = await make_service(allowed_origins=("https://kiosk.example",))
+    _, token = service.add_device("kiosk")
+    client = await SignalingClient.connect(
+        service.ws_url, device_token=token, origin="https://kiosk.example"
+    )
+    await client.close()
+
+
+@pytest.mark.parametrize("version", [0, m.PROTOCOL_VERSION + 1, 99])
+async def test_an_unsupported_protocol_version_is_refused(service, version):
+    _, token = service.add_device("kiosk")
+    client = await service.connect(authenticate=False)
+    await client.send_raw(
+        m.encode_request(
+            "auth", 1, {"protocol_version": version, "client_build": "t", "device_token": token}
+        )
+    )
+    error = await client.next_event("error")
+    assert error["payload"]["code"] == "protocol_version_unsupported"
+    assert await client.wait_closed() == m.CLOSE_PROTOCOL_VERSION
+
+
+async def test_a_newer_connection_of_a_device_replaces_the_older(service):
+    _, token = service.add_device("kiosk")
+    first = await service.connect(device_token=token)
+    second = await service.connect(device_token=token)
+    assert await first.wait_closed() == m.CLOSE_REPLACED
+    assert (await second.request("ping"))["server_time"] > 0
+    await second.close()
+
+
+async def test_a_silent_connection_is_dropped_by_the_heartbeat(make_service):
+    """A client that stops answering pings is treated as gone (1.5 x heartbeat_s)."""
+    service = await make_service(heartbeat_s=0.2)
+    amy = service.add_person("amy", "expert")
+    client = await service.connect_person("amy")
+    assert service.hub.dispatcher.experts[amy].online
+    client.ws.transport.pause_reading()  # no more pongs from here on
+    gone = asyncio.Event()
+    original = service.hub.dispatcher.principal_offline
+
+    def spy(principal_id: str) -> None:
+        original(principal_id)
+        gone.set()
+
+    service.hub.dispatcher.principal_offline = spy  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        await gone.wait()
+    assert not service.hub.dispatcher.experts[amy].online
+    client.ws.transport.resume_reading()
+    await client.close()
+
+
+async def _admin(service) -> str:
+    if service.store.find_account_by_username("root") is None:
+        service.add_person("root", "admin")
+    return await service.login("root")
