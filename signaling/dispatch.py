@@ -693,8 +693,15 @@ class Dispatcher:
     def _update_positions(self) -> None:
         queued = [c for c in self.queued_calls() if c.state is CallState.QUEUED]
         eligible = {c.id: self._eligible(c) for c in queued}
+
+        def compete(a: set[str], b: set[str]) -> bool:
+            # A call nobody can serve yet waits for the duty pool, like everyone else.
+            return not a or not b or bool(a & b)
+
         for index, call in enumerate(queued):
-            ahead = sum(1 for other in queued[:index] if eligible[other.id] & eligible[call.id])
+            ahead = sum(
+                1 for other in queued[:index] if compete(eligible[other.id], eligible[call.id])
+            )
             self._set_position(call, ahead + 1)
 
     def _set_position(self, call: Call, position: int | None) -> None:

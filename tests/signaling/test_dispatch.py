@@ -501,3 +501,10 @@ def test_next_deadline_is_the_earliest_timer(d, clock):
     assert d.next_deadline() is None
     d.launch(kiosk(), "neighbours")
     assert d.next_deadline() == clock.now + TIMERS.ring_timeout_s
+
+
+def test_calls_that_no_expert_can_serve_yet_still_queue_in_launch_order(d):
+    """With no matching expert at all, positions still count every call ahead."""
+    first = d.launch(kiosk(1), "labour")
+    second = d.launch(kiosk(2), "labour")
+    assert (first.queue_position, second.queue_position) == (1, 2)
