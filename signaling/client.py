@@ -137,7 +137,12 @@ class SignalingClient:
         rid = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
-        await self.ws.send(m.encode_request(request_type, rid, payload))
+        try:
+            await self.ws.send(m.encode_request(request_type, rid, payload))
+        except BaseException:
+            self._pending.pop(rid, None)
+            future.cancel()
+            raise
         async with asyncio.timeout(timeout):
             frame = await future
         if frame["type"] == "error":

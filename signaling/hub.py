@@ -99,6 +99,9 @@ class Connection:
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.send_queue_max)
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
+        # Test hook: clearing it stalls the writer, as a network that stops draining would.
+        self.writes_allowed = asyncio.Event()
+        self.writes_allowed.set()
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{conn_id}")
 
     @property
@@ -112,12 +115,17 @@ class Connection:
             self._queue.put_nowait(text)
         except asyncio.QueueFull:
             log.warning("send queue full: closing slow consumer", extra={"conn_id": self.id})
-            self.close(m.CLOSE_SLOW_CONSUMER, "slow_consumer")
+            self.close(m.CLOSE_SLOW_CONSUMER, "slow_consumer", flush=False)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
 
     async def _write_loop(self) -> None:
         try:
             while True:
                 text = await self._queue.get()
+                await self.writes_allowed.wait()
                 try:
                     await self.ws.send_str(text)
                 finally:
@@ -125,19 +133,19 @@ class Connection:
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
 
-    def close(self, code: int, reason: str) -> None:
-        """Close after whatever is already queued has been written (bounded by a timeout)."""
+    def close(self, code: int, reason: str, *, flush: bool = True) -> None:
+        """Close, after what is already queued has been written if `flush` (bounded by 2 s)."""
         if self._closing:
             return
         self._closing = True
         self._close_task = asyncio.create_task(
-            self._close(code, reason), name=f"ws-close-{self.id}"
+            self._close(code, reason, flush), name=f"ws-close-{self.id}"
         )
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def _close(self, code: int, reason: str, flush: bool) -> None:
         try:
             async with asyncio.timeout(2):
-                if not self._writer.done():
+                if flush and not self._writer.done():
                     await self._queue.join()
                 self._writer.cancel()
                 await self.ws.close(code=code, message=reason.encode())

@@ -37,6 +37,8 @@ async def websocket_handler(request: web.Request, hub: Hub) -> web.StreamRespons
             session = await _auth_phase(request, hub, conn)
             if session is not None:
                 await _serve(hub, conn, session)
+        except Exception:
+            log.exception("signaling connection failed")
         finally:
             hub.detach(conn)
             if not conn.closing:
@@ -144,6 +146,8 @@ async def _serve(hub: Hub, conn: Connection, session: SignalSession) -> None:
             conn.send(m.encode_error(req.id, "internal_error", "internal error"))
         else:
             conn.send(m.encode_result(req.id, result))
+        if conn.backlog:
+            await asyncio.sleep(0)  # let the writer catch up before reading more
 
 
 def _admit(hub: Hub, conn: Connection, request_id: int | str | None) -> bool:
