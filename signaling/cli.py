@@ -120,14 +120,17 @@ def serve(settings: Settings) -> int:
         ssl_context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
     loop = _new_loop()
     scheme = "https" if ssl_context else "http"
-    print(f"mediation: serving on {scheme}://{settings.host}:{settings.port}/", flush=True)
+
+    def announce(*_: object) -> None:  # called by run_app once the socket listens
+        print(f"mediation: serving on {scheme}://{settings.host}:{settings.port}/", flush=True)
+
     web.run_app(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         ssl_context=ssl_context,
         shutdown_timeout=settings.shutdown_timeout_s,
-        print=None,
+        print=announce,
         loop=loop,
     )
     return 0

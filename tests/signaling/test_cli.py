@@ -1,0 +1,198 @@
+"""The `mediation` command as an operator runs it: real processes, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from signaling import messages as m
+from signaling.client import SignalingClient, login
+
+MEDIATION = [sys.executable, "-m", "signaling.cli"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIATION_")}
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        MEDIATION + args, cwd=cwd, env=clean_env(**env), capture_output=True, text=True, timeout=60
+    )
+
+
+class Server:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, banner: str) -> None:
+        self.proc = proc
+        self.port = port
+        self.banner = banner
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def start_server(cwd: Path, port: int) -> Server:
+    proc = await asyncio.create_subprocess_exec(
+        *MEDIATION,
+        "serve",
+        "--port",
+        str(port),
+        cwd=cwd,
+        env=clean_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    lines = []
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise AssertionError("server exited:\n" + "".join(lines))
+            lines.append(line)
+            if line.startswith("mediation: serving on"):
+                return Server(proc, port, "".join(lines))
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
+
+
+async def test_first_start_prints_demo_logins_once_and_a_second_start_reuses_them(
+    tmp_path, servers
+):
+    port = free_port()
+    first = await start_server(tmp_path, port)
+    servers.append(first)
+    assert "Demo accounts" in first.banner
+    passwords = dict(re.findall(r"user (\S+)\s+password (\S+)", first.banner))
+    assert set(passwords) >= {
+        "admin",
+        "evidence",
+        "trainer",
+        "officer",
+        "expert_family",
+        "expert_traffic",
+        "expert_labour",
+    }
+    tokens = re.findall(r"token (dev_\S+)", first.banner)
+    assert len(tokens) == 2  # one kiosk, one station
+    assert (tmp_path / "data" / "metadata.sqlite3").exists()
+    assert (tmp_path / "data" / "objects").is_dir()
+    first.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(first.proc.wait(), 30) == 0
+
+    second = await start_server(tmp_path, port)
+    servers.append(second)
+    assert "Demo accounts" not in second.banner
+    token = await login(second.base_url, "expert_family", passwords["expert_family"])
+    kiosk = await SignalingClient.connect(f"ws://127.0.0.1:{port}/ws", device_token=tokens[0])
+    assert token.startswith("ses_")
+    assert kiosk.auth["principal"]["role"] == "kiosk"
+    await kiosk.close()
+
+
+async def test_sigterm_tells_clients_to_reconnect_and_exits_in_time(tmp_path, servers):
+    port = free_port()
+    server = await start_server(tmp_path, port)
+    servers.append(server)
+    kiosk_token = re.findall(r"token (dev_\S+)", server.banner)[0]
+    client = await SignalingClient.connect(f"ws://127.0.0.1:{port}/ws", device_token=kiosk_token)
+    await client.next_event("snapshot")
+    server.proc.send_signal(signal.SIGTERM)
+    notice = await client.next_event("server.shutdown", timeout=10)
+    assert notice["payload"]["reconnect_after_ms"] > 0
+    assert await client.wait_closed(timeout=10) == m.CLOSE_SERVICE_RESTART
+    assert await asyncio.wait_for(server.proc.wait(), 15) == 0
+
+
+def test_a_bad_setting_stops_the_start_with_one_line_naming_it(tmp_path):
+    result = run(["serve"], tmp_path, MEDIATION_RING_TIMEOUT_S="soon")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "ring_timeout_s" in lines[0] and "MEDIATION_RING_TIMEOUT_S" in lines[0]
+
+
+def test_users_and_devices_are_managed_from_the_command_line(tmp_path):
+    added = run(
+        [
+            "users",
+            "add",
+            "amy",
+            "--role",
+            "expert",
+            "--display-name",
+            "Amy",
+            "--specialty",
+            "family",
+        ],
+        tmp_path,
+    )
+    assert added.returncode == 0, added.stderr
+    assert re.search(r"password: \S{8,}", added.stdout)
+    listed = run(["users", "list"], tmp_path)
+    assert "amy" in listed.stdout and "expert" in listed.stdout and "active" in listed.stdout
+    assert run(["users", "disable", "amy"], tmp_path).returncode == 0
+    assert "disabled" in run(["users", "list"], tmp_path).stdout
+    assert re.search(r"password: \S{8,}", run(["users", "passwd", "amy"], tmp_path).stdout)
+    missing = run(["users", "disable", "nobody"], tmp_path)
+    assert missing.returncode == 1 and "nobody" in missing.stderr
+
+    device = run(["devices", "add", "--kind", "kiosk", "--name", "Gate 3"], tmp_path)
+    assert device.returncode == 0
+    device_id = re.search(r"\((\S+)\)", device.stdout).group(1)
+    first_token = re.search(r"token: (dev_\S+)", device.stdout).group(1)
+    rotated = run(["devices", "rotate-token", device_id], tmp_path)
+    new_token = re.search(r"token: (dev_\S+)", rotated.stdout).group(1)
+    assert new_token != first_token
+    assert run(["devices", "disable", device_id], tmp_path).returncode == 0
+    listed = run(["devices", "list"], tmp_path).stdout
+    assert device_id in listed and "disabled" in listed
+    unknown = run(["devices", "disable", "no-such-device"], tmp_path)
+    assert unknown.returncode == 1 and "not found" in unknown.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["serve"],
+        ["users"],
+        ["users", "add"],
+        ["users", "list"],
+        ["users", "disable"],
+        ["devices"],
+        ["devices", "add"],
+        ["devices", "list"],
+        ["devices", "disable"],
+        ["devices", "rotate-token"],
+    ],
+)
+def test_every_command_has_help(tmp_path, args):
+    result = run([*args, "--help"], tmp_path)
+    assert result.returncode == 0 and "usage: mediation" in result.stdout
