@@ -48,7 +48,7 @@ case "${1:-}" in
         shift
         apt_install "${TEST_APT_PACKAGES[@]}"
         venv ".[test]"
-        "$VENV/bin/ruff" check signaling storage media recorder tests bench
+        "$VENV/bin/ruff" check .
         exec "$VENV/bin/python" -m pytest -q "$@"
         ;;
     *)
