@@ -25,16 +25,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mediation", description="Remote video mediation service."
     )
     parser.add_argument("--config", help="TOML settings file (default: $MEDIATION_CONFIG)")
+    # `mediation serve --config FILE` works as well as `mediation --config FILE serve`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="TOML settings file")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the service", description="Run the service.")
+    serve = sub.add_parser(
+        "serve", help="run the service", description="Run the service.", parents=[common]
+    )
     serve.add_argument("--host", help="listen address (setting host)")
     serve.add_argument("--port", type=int, help="listen port (setting port)")
     serve.add_argument("--data-dir", help="data folder (setting data_dir)")
 
-    users = sub.add_parser("users", help="manage people's accounts").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
+    users = sub.add_parser(
+        "users", help="manage people's accounts", parents=[common]
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
     add = users.add_parser("add", help="create an account; prints a password if none is given")
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=sorted(ACCOUNT_ROLES))
@@ -52,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     passwd = users.add_parser("passwd", help="set a new random password and print it")
     passwd.add_argument("username")
 
-    devices = sub.add_parser("devices", help="manage kiosks and stations").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
+    devices = sub.add_parser(
+        "devices", help="manage kiosks and stations", parents=[common]
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
     dadd = devices.add_parser("add", help="register a device; prints its token once")
     dadd.add_argument("--kind", required=True, choices=sorted(DEVICE_KINDS))
     dadd.add_argument("--name", required=True)

@@ -196,3 +196,12 @@ def test_users_and_devices_are_managed_from_the_command_line(tmp_path):
 def test_every_command_has_help(tmp_path, args):
     result = run([*args, "--help"], tmp_path)
     assert result.returncode == 0 and "usage: mediation" in result.stdout
+
+
+def test_a_bad_value_in_the_config_file_names_the_setting_and_the_file(tmp_path):
+    config = tmp_path / "mediation.toml"
+    config.write_text('port = 8099\nmax_participants = 3\n')
+    result = run(["serve", "--config", str(config)], tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "max_participants" in line and str(config) in line
