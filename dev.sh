@@ -49,6 +49,7 @@ case "${1:-}" in
         apt_install "${TEST_APT_PACKAGES[@]}"
         venv ".[test]"
         "$VENV/bin/ruff" check .
+        "$VENV/bin/mypy" signaling storage
         exec "$VENV/bin/python" -m pytest -q "$@"
         ;;
     *)

@@ -120,7 +120,7 @@ def serve(settings: Settings) -> int:
         if logins:
             print(format_logins(logins), flush=True)
     ssl_context = None
-    if settings.tls_enabled:
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
     loop = _new_loop()
@@ -176,18 +176,18 @@ def _users(store: MetadataStore, args: argparse.Namespace) -> int:
             state = "disabled" if a.disabled else "active"
             print(f"{a.id}  {a.username:<20} {a.role:<17} {state:<8} {a.display_name}")
     elif args.action in ("disable", "passwd"):
-        account = store.find_account_by_username(args.username)
-        if account is None:
+        found = store.find_account_by_username(args.username)
+        if found is None:
             print(f"mediation: no account named {args.username!r}", file=sys.stderr)
             return 1
         if args.action == "disable":
-            store.set_account_disabled(account.id, True)
-            store.append_audit("cli", "account.disabled", account.id)
-            print(f"disabled {account.username}")
+            store.set_account_disabled(found.id, True)
+            store.append_audit("cli", "account.disabled", found.id)
+            print(f"disabled {found.username}")
         else:
             password = secrets.token_urlsafe(9)
-            store.set_password(account.id, password)
-            store.append_audit("cli", "account.password_changed", account.id)
+            store.set_password(found.id, password)
+            store.append_audit("cli", "account.password_changed", found.id)
             print(f"password: {password}")
     return 0
 

@@ -49,14 +49,14 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-async def start_server(cwd: Path, port: int) -> Server:
+async def start_server(cwd: Path, port: int, **env: str) -> Server:
     proc = await asyncio.create_subprocess_exec(
         *MEDIATION,
         "serve",
         "--port",
         str(port),
         cwd=cwd,
-        env=clean_env(),
+        env=clean_env(**env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -200,8 +200,69 @@ def test_every_command_has_help(tmp_path, args):
 
 def test_a_bad_value_in_the_config_file_names_the_setting_and_the_file(tmp_path):
     config = tmp_path / "mediation.toml"
-    config.write_text('port = 8099\nmax_participants = 3\n')
+    config.write_text("port = 8099\nmax_participants = 3\n")
     result = run(["serve", "--config", str(config)], tmp_path)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert "max_participants" in line and str(config) in line
+
+
+async def test_serve_over_tls_gives_secure_cookies(tmp_path, servers):
+    """Browsers give cameras only to https pages: the service can serve TLS itself."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    import aiohttp
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    port = free_port()
+    server = await start_server(
+        tmp_path,
+        port,
+        MEDIATION_TLS_CERT_FILE=str(cert_file),
+        MEDIATION_TLS_KEY_FILE=str(key_file),
+    )
+    servers.append(server)
+    banner = server.banner
+    assert f"serving on https://127.0.0.1:{port}/" in banner
+    password = dict(re.findall(r"user (\S+)\s+password (\S+)", banner))["officer"]
+    client_ssl = ssl.create_default_context(cafile=str(cert_file))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"https://127.0.0.1:{port}/api/login",
+            json={"username": "officer", "password": password},
+            ssl=client_ssl,
+        ) as resp:
+            assert resp.status == 200
+            cookie = resp.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie
