@@ -106,7 +106,7 @@ class Settings:
     tls_cert_file: Path | None = None
     # PEM private key for HTTPS; set together with tls_cert_file, or neither.
     tls_key_file: Path | None = None
-    # IPs/CIDR networks whose X-Forwarded-For / X-Forwarded-Proto headers are believed.
+    # IPs/CIDR networks whose X-Forwarded-Proto / X-Forwarded-Host headers are believed.
     trusted_proxies: tuple[str, ...] = ()
     # "text" (readable, development) or "json" (one JSON object a line, production).
     log_format: Literal["text", "json"] = "text"
@@ -114,11 +114,12 @@ class Settings:
     log_level: str = "INFO"
     # Prefix of case numbers: the 6-digit district code.
     district_code: str = "000000"
-    # How long a call rings before it goes to overflow.
+    # How long one expert is rung before the next is tried; also how long a caller has
+    # to choose "wait" or "anyone" when their named expert is not free.
     ring_timeout_s: float = 30.0
-    # How long a call waits in overflow before it is given up.
+    # Time from launch (or from going back to the queue) until the duty pool may answer.
     overflow_timeout_s: float = 120.0
-    # Longest a party may wait in the waiting room.
+    # Longest a call may wait unanswered before it ends as no_answer.
     max_wait_s: float = 900.0
     # How long a dropped participant keeps their place to rejoin.
     rejoin_grace_s: float = 60.0

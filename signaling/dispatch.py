@@ -175,6 +175,7 @@ class Call:
     preference: Preference
     launched_at: int
     launched_mono: float
+    waiting_since: float = 0.0  # monotonic: launch, or going back to the queue
     state: CallState = CallState.LAUNCHING
     end_reason: EndReason | None = None
     answered_at: int | None = None
@@ -318,6 +319,9 @@ class Dispatcher:
                 result.append(call)
         return result
 
+    def live_call_of_caller(self, caller_id: str) -> Call | None:
+        return next((c for c in self.calls.values() if c.caller.principal_id == caller_id), None)
+
     def get_call(self, call_id: str) -> Call:
         call = self.calls.get(call_id)
         if call is None:
@@ -337,8 +341,8 @@ class Dispatcher:
                 if call.choice_deadline is not None:
                     deadlines.append(call.choice_deadline)
                 if not call.overflow and call.preference is Preference.ANYONE:
-                    deadlines.append(call.launched_mono + self.timers.overflow_timeout_s)
-                deadlines.append(call.launched_mono + self.timers.max_wait_s)
+                    deadlines.append(call.waiting_since + self.timers.overflow_timeout_s)
+                deadlines.append(call.waiting_since + self.timers.max_wait_s)
         return min(deadlines, default=None)
 
     # --- experts -------------------------------------------------------------------
@@ -433,9 +437,9 @@ class Dispatcher:
     ) -> Call:
         if named_expert_id is not None and named_expert_id not in self.experts:
             raise NotFound("expert", named_expert_id)
-        for call in self.calls.values():
-            if call.caller.principal_id == caller.principal_id:
-                raise InvalidState(f"caller already has call {call.id} in state {call.state}")
+        live = self.live_call_of_caller(caller.principal_id)
+        if live is not None:
+            raise InvalidState(f"caller already has call {live.id} in state {live.state}")
         call = Call(
             id=self._new_id(),
             caller=caller,
@@ -445,6 +449,7 @@ class Dispatcher:
             preference=Preference.NAMED if named_expert_id else Preference.ANYONE,
             launched_at=self._clock.wall_ms(),
             launched_mono=self._clock.monotonic(),
+            waiting_since=self._clock.monotonic(),
             training_consent=training_consent,
         )
         self.calls[call.id] = call
@@ -600,13 +605,13 @@ class Dispatcher:
             if call.state is CallState.ENDED:
                 continue
             if call.state in WAITING_STATES:
-                if call.launched_mono + self.timers.max_wait_s <= now:
+                if call.waiting_since + self.timers.max_wait_s <= now:
                     self._end(call, EndReason.NO_ANSWER, "max_wait")
                     continue
                 if call.choice_deadline is not None and call.choice_deadline <= now:
                     call.choice_deadline = None
                     call.preference = Preference.ANYONE
-                if not call.overflow and call.launched_mono + self.timers.overflow_timeout_s <= now:
+                if not call.overflow and call.waiting_since + self.timers.overflow_timeout_s <= now:
                     call.overflow = True
         self._pump()
 
@@ -758,6 +763,8 @@ class Dispatcher:
         elif call.state is CallState.ACTIVE and not call.present_experts():
             call.priority = 0
             call.preference = Preference.ANYONE
+            call.waiting_since = self._clock.monotonic()
+            call.overflow = False
             self._set_call(call, CallState.QUEUED, "expert_dropped")
 
     def _leave_participant(

@@ -59,6 +59,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(err)
     except storage_errors.NotFound as err:
         return error_response(NotFound(err.kind, str(err.key)))
+    except ValueError as err:
+        # The store refuses values it cannot hold (an empty name, an unknown specialty).
+        return error_response(BadRequest(str(err)))
     except storage_errors.Conflict as err:
         return web.json_response({"error": {"code": "conflict", "message": str(err)}}, status=409)
     except web.HTTPException:
@@ -151,6 +154,7 @@ async def logout(request: web.Request) -> web.Response:
     token = bearer_or_cookie(request)
     if token and not principal.is_device:
         request.app[STORE].delete_session(token)
+        request.app[HUB].end_login(token)
         request.app[STORE].append_audit(principal.id, "account.logout", principal.id)
     response = web.json_response({})
     response.del_cookie(SESSION_COOKIE, path="/")
@@ -411,7 +415,7 @@ async def admin_put_dispute_type(request: web.Request) -> web.Response:
         _field(body, "name_zh"),
         _field(body, "name_en"),
         active=_field(body, "active", bool, required=False) is not False,
-        sort=_field(body, "sort", int, required=False) or 100,
+        sort=100 if body.get("sort") is None else _field(body, "sort", int),
     )
     request.app[STORE].append_audit(principal.id, "dispute_type.saved", code)
     return web.json_response({"dispute_type": _record(dispute)})

@@ -24,6 +24,7 @@ from aiohttp import web
 from signaling import messages as m
 from signaling.config import Settings
 from signaling.dispatch import (
+    PRESENT_STATES,
     Activity,
     Call,
     CallChanged,
@@ -44,6 +45,7 @@ from signaling.errors import (
     AuthFailed,
     BadRequest,
     Forbidden,
+    InvalidState,
     NotFound,
     SignalingError,
     UnknownDisputeType,
@@ -171,6 +173,7 @@ class SignalSession:
     principal: Principal
     rejoin_token: str
     seq: int = 0
+    login_token: str | None = None  # the person's login that opened it (never logged)
     connection: Connection | None = None
     expiry: asyncio.TimerHandle | None = None
     last_presence: dict[str, Any] = field(default_factory=dict)
@@ -307,6 +310,10 @@ class Hub:
                     principal = next(iter(sessions)).principal if sessions else None
                     if principal is not None and not self._still_valid(principal):
                         self.revoke(principal_id)
+                logins = {s.login_token for s in self.sessions.values() if s.login_token}
+                for token in logins:
+                    if self.store.find_session(token) is None:
+                        self.end_login(token)
             except Exception:
                 log.exception("principal re-check failed")
 
@@ -324,8 +331,13 @@ class Hub:
 
     # --- authentication -----------------------------------------------------------------
 
-    def authenticate(self, payload: dict[str, Any], cookie_token: str | None) -> Principal:
-        """Resolve the auth message (and the upgrade's cookie) to a principal."""
+    def authenticate(
+        self, payload: dict[str, Any], cookie_token: str | None
+    ) -> tuple[Principal, str | None]:
+        """Resolve the auth message (and the upgrade's cookie) to a principal.
+
+        Returns the principal and the person's login token it rests on, if any.
+        """
         device = None
         if "device_token" in payload:
             device = self.store.find_device_by_token(payload["device_token"])
@@ -340,33 +352,48 @@ class Hub:
             person = found[1] if found else None
         if device is not None:
             if device.kind == KIOSK:
-                return Principal(KIOSK, device.id, device.name, device_id=device.id)
+                return Principal(KIOSK, device.id, device.name, device_id=device.id), None
             if person is None or person.role != "station_officer":
                 raise StationLoginRequired("a station needs an officer's login beside its token")
-            return Principal(
+            station = Principal(
                 STATION,
                 device.id,
                 f"{device.name} / {person.display_name}",
                 device_id=device.id,
                 account_id=person.id,
             )
+            return station, session_token
         if person is None:
             raise AuthFailed("give a device_token, a session_token or a session cookie")
-        return Principal(person.role, person.id, person.display_name, account_id=person.id)
+        account = Principal(person.role, person.id, person.display_name, account_id=person.id)
+        return account, session_token
 
     def attach(
-        self, conn: Connection, principal: Principal, rejoin_token: str | None
+        self,
+        conn: Connection,
+        principal: Principal,
+        rejoin_token: str | None,
+        login_token: str | None = None,
     ) -> tuple[SignalSession, bool]:
-        """Bind the connection to a resumed or a new session; returns (session, resumed)."""
+        """Bind the connection to a resumed or a new session; returns (session, resumed).
+
+        The connection is bound last: what changes because the principal came back
+        online reaches this client in the snapshot that follows the auth result, so no
+        event precedes that result.
+        """
         session = self._by_rejoin.get(rejoin_token) if rejoin_token else None
         resumed = session is not None and session.principal.id == principal.id
         if not resumed:
             session = SignalSession(
-                id=ids.new_id(), principal=principal, rejoin_token=secrets.token_urlsafe(24)
+                id=ids.new_id(),
+                principal=principal,
+                rejoin_token=secrets.token_urlsafe(24),
+                login_token=login_token,
             )
             self.sessions[session.id] = session
             self._by_rejoin[session.rejoin_token] = session
         assert session is not None
+        session.login_token = login_token
         if session.expiry is not None:
             session.expiry.cancel()
             session.expiry = None
@@ -376,24 +403,29 @@ class Hub:
             # A device has one live connection: the newer one replaces the older.
             for other in list(siblings):
                 if other is not session:
-                    if other.connection is not None:
-                        other.connection.close(m.CLOSE_REPLACED, "replaced")
-                        other.connection.session = None
-                        other.connection = None
+                    self._unbind(other, m.CLOSE_REPLACED, "replaced")
                     self._forget(other)
-        if session.connection is not None and session.connection is not conn:
-            session.connection.close(m.CLOSE_REPLACED, "replaced")
-            session.connection.session = None
-        session.connection = conn
-        conn.session = session
+        self._unbind(session, m.CLOSE_REPLACED, "replaced")
         siblings.add(session)
         if principal.device_id is not None:
             self.store.touch_device(principal.device_id, self.clock.wall_ms())
         if not was_online:
             self.dispatcher.principal_online(principal.id)
             self.apply_effects()
+        session.connection = conn
+        conn.session = session
         self.metrics.connections.inc()
         return session, resumed
+
+    def _unbind(self, session: SignalSession, code: int, reason: str) -> None:
+        """Close the session's live connection, if any, keeping the gauge right."""
+        conn = session.connection
+        if conn is None:
+            return
+        conn.close(code, reason)
+        conn.session = None
+        session.connection = None
+        self.metrics.connections.dec()
 
     def detach(self, conn: Connection) -> None:
         """The connection is gone; its session waits out the grace window for a rejoin."""
@@ -426,20 +458,31 @@ class Hub:
 
     def revoke(self, principal_id: str) -> None:
         """The account or device was disabled (or its token rotated): end its connections."""
-        for session in list(self._by_principal.get(principal_id, set())):
-            if session.connection is not None:
-                session.connection.close(m.CLOSE_REVOKED, "revoked")
-            self._forget(session)
         # Station sessions are keyed by device but also end when their officer is disabled.
-        for session in list(self.sessions.values()):
-            if session.principal.account_id == principal_id:
-                if session.connection is not None:
-                    session.connection.close(m.CLOSE_REVOKED, "revoked")
-                self._forget(session)
+        doomed = [
+            s
+            for s in self.sessions.values()
+            if s.principal.id == principal_id or s.principal.account_id == principal_id
+        ]
+        self._end_sessions(doomed, "revoked")
         if principal_id in self.dispatcher.experts:
             self.dispatcher.remove_expert(principal_id)
-        else:
-            self.dispatcher.principal_offline(principal_id)
+            self.apply_effects()
+
+    def end_login(self, login_token: str) -> None:
+        """A person logged out (or the login expired): end the sessions it opened."""
+        self._end_sessions(
+            [s for s in self.sessions.values() if s.login_token == login_token], "logged_out"
+        )
+
+    def _end_sessions(self, sessions: list[SignalSession], reason: str) -> None:
+        principals = {s.principal.id for s in sessions}
+        for session in sessions:
+            self._unbind(session, m.CLOSE_REVOKED, reason)
+            self._forget(session)
+        for principal_id in principals:
+            if not self._by_principal.get(principal_id):
+                self.dispatcher.principal_offline(principal_id)
         self.apply_effects()
 
     def snapshot(self, session: SignalSession) -> dict[str, Any]:
@@ -487,9 +530,8 @@ class Hub:
             elif request.type == "call.decline":
                 call = self.dispatcher.decline(principal.id, p["invitation_id"])
             elif request.type == "call.invite":
-                inviter = principal.account_id if principal.role == STATION else principal.id
                 inv = self.dispatcher.invite(
-                    inviter or principal.id,
+                    principal.id,
                     p["call_id"],
                     expert_id=p.get("expert_id"),
                     specialty=p.get("specialty"),
@@ -513,6 +555,9 @@ class Hub:
         expert_id = p.get("expert_id")
         if expert_id is not None and expert_id not in self.dispatcher.experts:
             raise NotFound("expert", expert_id)
+        live = self.dispatcher.live_call_of_caller(principal.id)
+        if live is not None:
+            raise InvalidState(f"a call is already under way: {live.id} ({live.state})")
         case_id = p.get("case_id")
         if case_id is not None:
             if principal.role != STATION:
@@ -542,16 +587,19 @@ class Hub:
         if not effects:
             return
         touched: dict[str, Call] = {}
+        told: dict[str, set[str]] = {}  # call id -> principals whose own state just changed
         with self.store.transaction():
             for effect in effects:
                 self._store_and_log(effect)
                 if isinstance(effect, CallChanged | ParticipantChanged | InvitationChanged):
                     touched[effect.call.id] = effect.call
+                if isinstance(effect, ParticipantChanged):
+                    told.setdefault(effect.call.id, set()).add(effect.participant.principal_id)
         for effect in effects:
             self._tell(effect)
         for call in touched.values():
             view = self.call_view(call)
-            for principal_id in self._interested(call):
+            for principal_id in self._interested(call) | told.get(call.id, set()):
                 for session in self._by_principal.get(principal_id, ()):
                     session.emit("call.updated", {"call": view})
         self.wake()
@@ -706,8 +754,9 @@ class Hub:
                     session.emit("presence.changed", {"presence": presence})
 
     def _interested(self, call: Call) -> set[str]:
+        """Who follows the call: its caller and everyone still in it."""
         ids_ = {call.caller.principal_id}
-        ids_.update(p.principal_id for p in call.participants.values())
+        ids_.update(p.principal_id for p in call.participants.values() if p.state in PRESENT_STATES)
         return ids_
 
     # --- views ---------------------------------------------------------------------------
@@ -766,6 +815,7 @@ class Hub:
                 "account_id": call.caller.account_id,
             },
             "named_expert_id": call.named_expert_id,
+            "training_consent": call.training_consent,
             "preference": call.preference.value,
             "queue_position": call.queue_position,
             "launched_at": call.launched_at,

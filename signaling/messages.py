@@ -42,6 +42,7 @@ ERROR_CODES = frozenset(
         "expert_unavailable",
         "no_expert_available",
         "call_full",
+        "conflict",
         "unknown_dispute_type",
         "internal_error",
     }
@@ -58,7 +59,6 @@ CLOSE_REVOKED = 4004  # the account or device was disabled, or its token rotated
 CLOSE_RATE_LIMITED = 4008
 CLOSE_REPLACED = 4009  # a newer connection of the same device took over
 CLOSE_SLOW_CONSUMER = 4011  # the client did not read its events fast enough
-CLOSE_HEARTBEAT_TIMEOUT = 4012
 
 MAX_ID_LENGTH = 64
 

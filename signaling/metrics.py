@@ -19,7 +19,9 @@ class Metrics:
             "mediation_queue_length", "Calls waiting in the queue", registry=r
         )
         self.experts_available = Gauge(
-            "mediation_experts_available", "Connected experts marked available", registry=r
+            "mediation_experts_available",
+            "Connected experts who are available and idle",
+            registry=r,
         )
         self.call_transitions = Counter(
             "mediation_call_transitions", "Call state changes by new state", ["state"], registry=r

@@ -82,13 +82,13 @@ async def _auth_phase(request: web.Request, hub: Hub, conn: Connection) -> Signa
         conn.close(m.CLOSE_PROTOCOL_VERSION, "protocol_version_unsupported")
         return None
     try:
-        principal = hub.authenticate(req.payload, request.cookies.get(SESSION_COOKIE))
+        principal, login_token = hub.authenticate(req.payload, request.cookies.get(SESSION_COOKIE))
     except SignalingError as err:
         log.info("auth refused: %s", err.code)
         conn.send(error_reply(req.id, err))
         conn.close(m.CLOSE_AUTH_FAILED, err.code)
         return None
-    session, resumed = hub.attach(conn, principal, req.payload.get("rejoin_token"))
+    session, resumed = hub.attach(conn, principal, req.payload.get("rejoin_token"), login_token)
     log.info(
         "authenticated %s %s (build %s, resumed=%s)",
         principal.role,
@@ -101,7 +101,7 @@ async def _auth_phase(request: web.Request, hub: Hub, conn: Connection) -> Signa
             req.id,
             {
                 "server_time": hub.clock.wall_ms(),
-                "protocol_version": m.PROTOCOL_VERSION,
+                "protocol_version": version,  # the version this session speaks
                 "session_id": session.id,
                 "rejoin_token": session.rejoin_token,
                 "resumed": resumed,
@@ -119,6 +119,8 @@ async def _serve(hub: Hub, conn: Connection, session: SignalSession) -> None:
         if conn.session is not session or conn.closing:
             break
         if msg.type is WSMsgType.BINARY:
+            if not _admit(hub, conn, None):
+                break
             conn.send(m.encode_error(None, "invalid_message", "send JSON text frames"))
             continue
         if msg.type is not WSMsgType.TEXT:

@@ -277,3 +277,34 @@ async def _admin(service) -> str:
     if service.store.find_account_by_username("root") is None:
         service.add_person("root", "admin")
     return await service.login("root")
+
+
+async def test_logging_out_ends_the_websocket_sessions_that_login_opened(service):
+    service.add_person("amy", "expert")
+    token = await service.login("amy")
+    other_login = await service.login("amy")
+    client = await service.connect(session_token=token)
+    elsewhere = await service.connect(session_token=other_login)
+    assert (await service.http("POST", "/api/logout", token=token))[0] == 200
+    assert await client.wait_closed() == m.CLOSE_REVOKED
+    assert (await elsewhere.request("ping"))["server_time"] > 0  # another login stays
+    await elsewhere.close()
+
+
+async def test_no_event_precedes_the_auth_result_and_the_snapshot_is_event_one(service):
+    """An expert coming online changes its presence; that shows in the snapshot, not before."""
+    service.add_person("amy", "expert")
+    client = await service.connect_person("amy")
+    first = await client.next_event()
+    assert first["type"] == "snapshot" and first["seq"] == 1
+    await client.close()
+
+
+async def test_a_replaced_device_connection_leaves_the_connection_gauge_right(service):
+    _, token = service.add_device("kiosk")
+    first = await service.connect(device_token=token)
+    second = await service.connect(device_token=token)
+    await first.wait_closed()
+    status, text = await service.http("GET", "/metrics")
+    assert "mediation_connections 1.0" in text
+    await second.close()

@@ -508,3 +508,21 @@ def test_calls_that_no_expert_can_serve_yet_still_queue_in_launch_order(d):
     first = d.launch(kiosk(1), "labour")
     second = d.launch(kiosk(2), "labour")
     assert (first.queue_position, second.queue_position) == (1, 2)
+
+
+def test_a_call_back_in_the_queue_gets_a_fresh_maximum_wait(d, clock):
+    """Waiting time restarts when the only expert drops: an old call is not cut off at once."""
+    add_expert(d, "e1")
+    call = d.launch(kiosk(), "neighbours")
+    d.accept("e1", invitation_for(call, "e1"))
+    clock.now += TIMERS.max_wait_s  # a long mediation
+    d.principal_offline("e1")
+    clock.now += TIMERS.rejoin_grace_s
+    d.tick()
+    assert call.state is CallState.QUEUED
+    clock.now += TIMERS.max_wait_s - 1
+    d.tick()
+    assert call.state is CallState.QUEUED
+    clock.now += 1
+    d.tick()
+    assert call.end_reason is EndReason.NO_ANSWER

@@ -90,6 +90,10 @@ async def test_admin_input_errors_are_clear_and_change_nothing(service):
             {"username": "root", "display_name": "X", "role": "admin", "password": "long enough"},
             "conflict",
         ),
+        (
+            {"username": "", "display_name": "X", "role": "admin", "password": "long enough"},
+            "invalid_message",
+        ),
     ):
         status, reply = await service.http("POST", "/api/admin/accounts", token=admin, json=body)
         assert reply["error"]["code"] == code and status in (400, 409)
