@@ -726,6 +726,9 @@ def main(argv: list[str] | None = None) -> int:
         if uvloop is not None:
             return uvloop.run(run(args, data_dir))
         return asyncio.run(run(args, data_dir))
+    except KeyboardInterrupt:
+        print("bench: interrupted (clients closed, server stopped)", file=sys.stderr)
+        return 130
     finally:
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
