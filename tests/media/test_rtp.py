@@ -38,8 +38,8 @@ def test_header_round_trip_skips_extensions_and_padding():
     packet.payload = b"hello"
     packet.extensions.mid = "3"
     packet.padding_size = 4
-    from aiortc.rtp import HeaderExtensionsMap
     from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap
 
     ext_map = HeaderExtensionsMap()
     ext_map.configure(
