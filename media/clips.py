@@ -1,10 +1,13 @@
 """Pre-encoded test clips: a solid colour with a painted frame counter, and a pure tone.
 
 Test peers and load peers loop these packets instead of encoding live, so a
-six-party call costs little CPU. Each video frame exists twice, as an inter frame
-(in sequence) and as a key frame, so a peer can answer a key-frame request at
-once. The counter is painted as 16 black-or-white blocks across the top of the
-picture (bit 15 leftmost), which survives lossy coding; `read_counter` reads it.
+six-party call costs little CPU. The counter is painted as 16 black-or-white
+blocks across the top of the picture (bit 15 leftmost), which survives lossy
+coding; `read_counter` reads it. For every frame k the clip also holds a branch:
+frames k..end encoded by a fresh encoder, so a peer answers a key-frame request
+by switching to the branch of the next frame (its first frame is a key frame,
+and the frames after it reference only that branch's own pictures, golden frame
+included; a lone key frame spliced into the sequence would not be enough).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import av
 
@@ -32,8 +36,20 @@ class VideoClip:
     height: int
     fps: int
     colour: tuple[int, int, int]  # RGB
-    inter: tuple[bytes, ...]  # frame k encoded after frame k-1 (frame 0 is a key frame)
-    key: tuple[bytes, ...]  # frame k encoded alone, as a key frame
+    branches: tuple[tuple[bytes, ...], ...]  # branches[k]: frames k..end, frame k a key frame
+
+    @property
+    def inter(self) -> tuple[bytes, ...]:
+        """The whole clip in sequence (branch 0)."""
+        return self.branches[0]
+
+    @property
+    def key(self) -> tuple[bytes, ...]:
+        """Frame k as a key frame."""
+        return tuple(branch[0] for branch in self.branches)
+
+    def frame(self, branch: int, index: int) -> bytes:
+        return self.branches[branch][index - branch]
 
     @property
     def frame_ticks(self) -> int:
@@ -122,9 +138,9 @@ def mean_colour(frame: av.VideoFrame) -> tuple[int, int, int]:
     return (sums[0] // count, sums[1] // count, sums[2] // count)
 
 
-def _encoder(codec: str, width: int, height: int, fps: int) -> av.CodecContext:
+def _encoder(codec: str, width: int, height: int, fps: int) -> Any:
     name = {"vp8": "libvpx", "h264": "libx264"}[codec]
-    ctx = av.CodecContext.create(name, "w")
+    ctx: Any = av.CodecContext.create(name, "w")
     ctx.width = width
     ctx.height = height
     ctx.pix_fmt = "yuv420p"
@@ -150,7 +166,7 @@ def _encoder(codec: str, width: int, height: int, fps: int) -> av.CodecContext:
     return ctx
 
 
-def _encode_all(ctx: av.CodecContext, frames: Sequence[av.VideoFrame]) -> list[bytes]:
+def _encode_all(ctx: Any, frames: Sequence[av.VideoFrame]) -> list[bytes]:
     out: list[bytes] = []
     for pts, frame in enumerate(frames):
         frame.pts = pts
@@ -171,20 +187,19 @@ def video_clip(
 ) -> VideoClip:
     """A looping clip of `frames` frames; counters 0..frames-1 are painted in."""
     pictures = [paint_frame(width, height, colour, n) for n in range(frames)]
-    inter = _encode_all(_encoder(codec, width, height, fps), pictures)
-    key = []
-    for picture in pictures:
-        (packet,) = _encode_all(_encoder(codec, width, height, fps), [picture])
-        key.append(packet)
-    if len(inter) != frames:
-        raise RuntimeError(f"{codec} encoder gave {len(inter)} packets for {frames} frames")
-    return VideoClip(codec, width, height, fps, colour, tuple(inter), tuple(key))
+    branches = []
+    for start in range(frames):
+        encoded = _encode_all(_encoder(codec, width, height, fps), pictures[start:])
+        if len(encoded) != frames - start:
+            raise RuntimeError(f"{codec} encoder gave {len(encoded)} packets for {frames - start}")
+        branches.append(tuple(encoded))
+    return VideoClip(codec, width, height, fps, colour, tuple(branches))
 
 
 @functools.lru_cache(maxsize=32)
 def audio_clip(frequency: int) -> AudioClip:
     """One second of a sine tone as 50 Opus packets (whole cycles, so it loops cleanly)."""
-    ctx = av.CodecContext.create("libopus", "w")
+    ctx: Any = av.CodecContext.create("libopus", "w")
     ctx.sample_rate = AUDIO_RATE
     ctx.layout = "stereo"
     ctx.format = "s16"

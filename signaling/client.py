@@ -56,6 +56,7 @@ class SignalingClient:
         self.auth: dict[str, Any] = {}
         self.closed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
 
     @classmethod
     async def connect(
@@ -113,6 +114,8 @@ class SignalingClient:
                 else:
                     if "seq" in frame:
                         self.last_seq = frame["seq"]
+                    for handler in self._handlers.get(frame.get("type", ""), ()):
+                        handler(frame)
                     self.events.put_nowait(frame)
         except websockets.ConnectionClosed:
             pass
@@ -122,6 +125,10 @@ class SignalingClient:
                 if not future.done():
                     future.set_exception(ConnectionError("connection closed"))
             self._pending.clear()
+
+    def on(self, event_type: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Call `handler` with every frame of that type as it arrives (it is queued too)."""
+        self._handlers.setdefault(event_type, []).append(handler)
 
     @property
     def close_code(self) -> int | None:

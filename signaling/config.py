@@ -147,6 +147,18 @@ class Settings:
     principal_recheck_s: float = 5.0
     # Create demo accounts on first start (turn off in production).
     demo_accounts: bool = True
+    # Video codec of every call: "vp8" or "h264" (fixed when the call becomes active).
+    video_codec: Literal["vp8", "h264"] = "vp8"
+    # Video one participant may receive in all, kbit/s; each publisher is capped at a share.
+    max_video_kbps: int = 1500
+    # No RTP and no RTCP from a participant for this long: dropped (reason media_timeout).
+    media_inactivity_s: float = 5.0
+    # STUN/TURN URLs handed to clients (e.g. "turn:turn.example.org:3478"); empty: none.
+    ice_urls: tuple[str, ...] = ()
+    # Shared secret of the TURN REST scheme (coturn use-auth-secret); empty: no TURN credentials.
+    turn_secret: Secret = Secret("")
+    # Lifetime of the TURN credentials handed out over signaling.
+    turn_credential_ttl_s: float = 3600.0
     # Recorder (reserved): S3 endpoint host[:port]; empty: local object store in data_dir/objects.
     s3_endpoint: str = ""
     # Recorder (reserved): S3 access key id.
@@ -444,6 +456,17 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "shutdown_timeout_s": (_POSITIVE, _positive),
     "principal_recheck_s": (_POSITIVE, _positive),
     "demo_accounts": (_BOOL, lambda v: isinstance(v, bool)),
+    "video_codec": ("must be 'vp8' or 'h264'", lambda v: v in ("vp8", "h264")),
+    "max_video_kbps": ("must be an integer >= 100", _at_least(100)),
+    "media_inactivity_s": (_POSITIVE, _positive),
+    "ice_urls": (
+        "must be a list of stun:, turn: or turns: URLs",
+        lambda v: _is_strings(
+            v, lambda u: isinstance(u, str) and u.startswith(("stun:", "turn:", "turns:"))
+        ),
+    ),
+    "turn_secret": ("must be a string", lambda v: isinstance(v, Secret)),
+    "turn_credential_ttl_s": (_POSITIVE, _positive),
     "s3_endpoint": ("must be a string", _string),
     "s3_access_key": ("must be a string", _string),
     "s3_secret_key": ("must be a string", lambda v: isinstance(v, Secret)),

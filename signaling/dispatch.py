@@ -164,6 +164,13 @@ class Participant:
     left_at: int | None = None
     grace_deadline: float | None = None
 
+    @property
+    def present(self) -> bool:
+        """Still in the call: connected, or gone for now but within the grace window."""
+        return self.state in PRESENT_STATES or (
+            self.state is ParticipantState.DROPPED and self.grace_deadline is not None
+        )
+
 
 @dataclass
 class Call:
@@ -194,11 +201,7 @@ class Call:
         return (self.priority, self.launched_mono)
 
     def present_experts(self) -> list[Participant]:
-        return [
-            p
-            for p in self.participants.values()
-            if p.role == "expert" and p.state in PRESENT_STATES
-        ]
+        return [p for p in self.participants.values() if p.role == "expert" and p.present]
 
 
 # --- effects: what the I/O layer must store and tell -----------------------------------
@@ -424,6 +427,29 @@ class Dispatcher:
                     self._set_participant(call, p, ParticipantState.RECONNECTING, "disconnected")
         self._pump()
 
+    def media_lost(self, participant_id: str) -> None:
+        """No media from the participant for a while: dropped, may rejoin within the grace."""
+        for call in list(self.calls.values()):
+            p = call.participants.get(participant_id)
+            if p is not None and p.state in PRESENT_STATES:
+                if p.grace_deadline is None:
+                    p.grace_deadline = self._clock.monotonic() + self.timers.rejoin_grace_s
+                self._set_participant(call, p, ParticipantState.DROPPED, "media_timeout")
+        self._pump()
+
+    def media_back(self, participant_id: str) -> None:
+        """A participant dropped for lack of media is connected again (same participant)."""
+        for call in list(self.calls.values()):
+            p = call.participants.get(participant_id)
+            if (
+                p is not None
+                and p.state is ParticipantState.DROPPED
+                and p.grace_deadline is not None
+            ):
+                p.grace_deadline = None
+                self._set_participant(call, p, ParticipantState.CONNECTED, "rejoined")
+        self._pump()
+
     # --- caller actions -----------------------------------------------------------------
 
     def launch(
@@ -540,12 +566,12 @@ class Dispatcher:
             raise NotFound("call", call_id)
         if call.state is not CallState.ACTIVE:
             raise InvalidState(f"call {call.id} is {call.state}, not active")
-        seats = len([p for p in call.participants.values() if p.state in PRESENT_STATES]) + len(
+        seats = len([p for p in call.participants.values() if p.present]) + len(
             [i for i in call.invitations.values() if i.state is InvitationState.RINGING]
         )
         if seats >= self.timers.max_participants:
             raise CallFull(call.id, self.timers.max_participants)
-        in_call = {p.principal_id for p in call.participants.values() if p.state in PRESENT_STATES}
+        in_call = {p.principal_id for p in call.participants.values() if p.present}
         if expert_id is not None:
             if expert_id not in self.experts:
                 raise NotFound("expert", expert_id)
@@ -571,9 +597,7 @@ class Dispatcher:
         if call is None:
             raise NotFound("call", call_id)
         mine = [
-            p
-            for p in call.participants.values()
-            if p.principal_id == principal_id and p.state in PRESENT_STATES
+            p for p in call.participants.values() if p.principal_id == principal_id and p.present
         ]
         if not mine:
             raise NotFound("call", call_id)
@@ -645,7 +669,7 @@ class Dispatcher:
         ):
             return True
         return any(
-            p.principal_id == inviter_id and p.role == "expert" and p.state in PRESENT_STATES
+            p.principal_id == inviter_id and p.role == "expert" and p.present
             for p in call.participants.values()
         )
 
@@ -756,8 +780,13 @@ class Dispatcher:
         self.outbox.append(ChoiceOffered(call, call.named_expert_id, reason, deadline_ms))
 
     def _participant_gone(self, call: Call, p: Participant) -> None:
-        """A reconnecting participant's grace window ran out."""
-        self._leave_participant(call, p, ParticipantState.DROPPED, "grace_expired")
+        """A reconnecting (or media-dropped) participant's grace window ran out."""
+        if p.state is ParticipantState.DROPPED:
+            p.grace_deadline = None
+            p.left_at = self._clock.wall_ms()
+            self.outbox.append(ParticipantChanged(call, p, p.state, p.state, "grace_expired"))
+        else:
+            self._leave_participant(call, p, ParticipantState.DROPPED, "grace_expired")
         if p.role == "caller":
             self._end(call, EndReason.DROPPED, "caller_dropped")
         elif call.state is CallState.ACTIVE and not call.present_experts():
@@ -789,7 +818,7 @@ class Dispatcher:
         call.dispatch_invitation_id = None
         call.choice_deadline = None
         for p in call.participants.values():
-            if p.state in PRESENT_STATES:
+            if p.present:
                 self._leave_participant(call, p, ParticipantState.LEFT, "call_ended")
         call.end_reason = reason
         call.ended_at = self._clock.wall_ms()

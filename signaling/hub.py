@@ -24,7 +24,6 @@ from aiohttp import web
 from signaling import messages as m
 from signaling.config import Settings
 from signaling.dispatch import (
-    PRESENT_STATES,
     Activity,
     Call,
     CallChanged,
@@ -51,6 +50,7 @@ from signaling.errors import (
     UnknownDisputeType,
 )
 from signaling.logs import log_context
+from signaling.media_hub import CallMediaHub
 from signaling.metrics import Metrics
 from signaling.permissions import EXPERT, KIOSK, STATION, Principal, may_request
 from storage import MetadataStore, ids
@@ -214,6 +214,7 @@ class Hub:
         self._closed = False
         self._launch_started: dict[str, float] = {}
         self.shutting_down = False
+        self.media = CallMediaHub(self)
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -278,6 +279,7 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.media.close()
 
     # --- timers ---------------------------------------------------------------------------
 
@@ -485,6 +487,9 @@ class Hub:
                 self.dispatcher.principal_offline(principal_id)
         self.apply_effects()
 
+    def sessions_of(self, principal_id: str) -> set[SignalSession]:
+        return self._by_principal.get(principal_id, set())
+
     def snapshot(self, session: SignalSession) -> dict[str, Any]:
         principal = session.principal
         payload: dict[str, Any] = {
@@ -494,6 +499,7 @@ class Hub:
             "calls": [self.call_view(c) for c in self.dispatcher.calls_of(principal.id)],
             "rings": [],
             "presence": None,
+            "ice_servers": self.media.ice_servers(principal.id),
         }
         if principal.role == EXPERT and principal.id in self.dispatcher.experts:
             payload["presence"] = self._presence(principal.id)
@@ -507,12 +513,17 @@ class Hub:
 
     # --- requests ------------------------------------------------------------------------
 
-    def handle(self, session: SignalSession, request: m.Request) -> dict[str, Any]:
+    async def handle(self, session: SignalSession, request: m.Request) -> dict[str, Any]:
         """Run one authenticated request; raises SignalingError for an error reply."""
         principal = session.principal
         if not may_request(principal.role, request.type):
             raise Forbidden(f"{principal.role} may not send {request.type}")
         p = request.payload
+        if request.type.startswith("media."):
+            try:
+                return await self.media.handle(session, request)
+            finally:
+                self.apply_effects()
         try:
             if request.type == "ping":
                 return {"server_time": self.clock.wall_ms()}
@@ -597,6 +608,7 @@ class Hub:
                     told.setdefault(effect.call.id, set()).add(effect.participant.principal_id)
         for effect in effects:
             self._tell(effect)
+            self.media.on_effect(effect)
         for call in touched.values():
             view = self.call_view(call)
             for principal_id in self._interested(call) | told.get(call.id, set()):
@@ -756,7 +768,7 @@ class Hub:
     def _interested(self, call: Call) -> set[str]:
         """Who follows the call: its caller and everyone still in it."""
         ids_ = {call.caller.principal_id}
-        ids_.update(p.principal_id for p in call.participants.values() if p.state in PRESENT_STATES)
+        ids_.update(p.principal_id for p in call.participants.values() if p.present)
         return ids_
 
     # --- views ---------------------------------------------------------------------------

@@ -43,6 +43,8 @@ ERROR_CODES = frozenset(
         "no_expert_available",
         "call_full",
         "conflict",
+        "codec_unsupported",
+        "media_error",
         "unknown_dispute_type",
         "internal_error",
     }
@@ -61,6 +63,7 @@ CLOSE_REPLACED = 4009  # a newer connection of the same device took over
 CLOSE_SLOW_CONSUMER = 4011  # the client did not read its events fast enough
 
 MAX_ID_LENGTH = 64
+MAX_SDP = 60000
 
 
 class ProtocolError(Exception):
@@ -117,6 +120,15 @@ REQUESTS: dict[str, dict[str, Field]] = {
         "specialty": _str(required=False, max_length=64),
     },
     "call.leave": {"call_id": _str(max_length=64)},
+    "media.join": {"call_id": _str(max_length=64), "sdp": _str(max_length=MAX_SDP)},
+    "media.answer": {"call_id": _str(max_length=64), "sdp": _str(max_length=MAX_SDP)},
+    "media.candidate": {
+        "call_id": _str(max_length=64),
+        "candidate": Field(str, True, None, 1024),
+        "sdp_mid": _str(required=False, max_length=32),
+        "sdp_mline_index": Field(int, required=False),
+    },
+    "media.state": {"call_id": _str(max_length=64), "audio": _bool(True), "video": _bool(True)},
 }
 
 # Events the server sends (documented in docs/protocol.md).
@@ -130,6 +142,8 @@ EVENTS = frozenset(
         "call.queue_position",
         "call.choice_offered",
         "server.shutdown",
+        "media.offer",
+        "media.state",
     }
 )
 

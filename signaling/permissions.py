@@ -33,6 +33,10 @@ WS_PERMISSIONS: dict[str, frozenset[str]] = {
     "call.decline": frozenset({EXPERT}),
     "call.invite": frozenset({EXPERT, STATION}),
     "call.leave": frozenset({KIOSK, STATION, EXPERT}),
+    "media.join": frozenset({KIOSK, STATION, EXPERT}),
+    "media.answer": frozenset({KIOSK, STATION, EXPERT}),
+    "media.candidate": frozenset({KIOSK, STATION, EXPERT}),
+    "media.state": frozenset({KIOSK, STATION, EXPERT}),
 }
 
 # HTTP actions (named in signaling.http_api next to each route).

@@ -143,7 +143,7 @@ async def _serve(hub: Hub, conn: Connection, session: SignalSession) -> None:
             conn.send(m.encode_error(req.id, "already_authenticated", "already authenticated"))
             continue
         try:
-            result = hub.handle(session, req)
+            result = await hub.handle(session, req)
         except SignalingError as err:
             hub.metrics.requests_refused.labels(code=err.code).inc()
             conn.send(error_reply(req.id, err))

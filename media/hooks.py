@@ -1,0 +1,219 @@
+"""Every private aiortc and aioice internal the media relay relies on, in one place.
+
+aiortc decodes whatever it receives and encodes whatever it sends; a relay must
+do neither. The hooks below turn its receivers and senders into pipes for
+encoded RTP while keeping its DTLS, SRTP, RTCP (receiver and sender reports,
+RTT) and ICE machinery. They use name-mangled and underscored attributes, so the
+versions are pinned (pyproject) and `tests/media/test_hooks.py` fails loudly when
+an upgrade moves any of them.
+
+What each hook touches:
+- `RTCRtpReceiver._handle_rtp_packet` (replaced per instance): RTP never reaches
+  the jitter buffer and decoder thread; `__remote_streams` is fed so receiver
+  reports stay right.
+- `RTCRtpReceiver._handle_rtcp_packet` (wrapped): sender reports of publishers.
+- `RTCRtpReceiver._send_rtcp_pli` / `_send_rtcp_nack`: key-frame requests and
+  NACKs towards a publisher.
+- `RTCRtpSender._handle_rtcp_packet` (wrapped): a subscriber's NACK, PLI and FIR
+  are handed to the relay instead of aiortc's encoder flag / retransmit buffer.
+- `RTCRtpSender.__ntp_timestamp`, `__rtp_timestamp`, `__packet_count`,
+  `__octet_count`: sender reports describe the forwarded stream.
+- `RTCDtlsTransport._tx_srtp` and the ICE connection's nominated pair
+  (`aioice.Connection._nominated`): protect and send a forwarded packet at once.
+- `RTCRtpTransceiver._codecs`: the negotiated payload type of a subscriber leg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aioice
+import aiortc
+from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.clock import current_ntp_time
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+)
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_AIORTC = "1.16."
+SUPPORTED_AIOICE = "0.13."
+
+
+def check_versions() -> None:
+    """Refuse to run on aiortc/aioice versions these hooks were not written for."""
+    if not aiortc.__version__.startswith(SUPPORTED_AIORTC):
+        raise RuntimeError(f"media hooks need aiortc {SUPPORTED_AIORTC}*, not {aiortc.__version__}")
+    if not aioice.__version__.startswith(SUPPORTED_AIOICE):
+        raise RuntimeError(f"media hooks need aioice {SUPPORTED_AIOICE}*, not {aioice.__version__}")
+
+
+class IdleTrack(MediaStreamTrack):
+    """A sender's track that never yields: the relay writes that sender's RTP itself.
+
+    aiortc's sender polls every 20 ms when it has no track, so each forwarded
+    stream gets one of these to park its RTP loop until the sender stops.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._ended = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        await asyncio.shield(self._ended)
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._ended.done():
+            self._ended.set_result(None)
+
+
+# --- receivers (publisher legs) ----------------------------------------------------------
+
+RtpHandler = Callable[[RtpPacket, int], None]
+
+
+def intercept_rtp(receiver: RTCRtpReceiver, handler: RtpHandler) -> None:
+    """Hand every RTP packet of this receiver to `handler` instead of its decoder."""
+    streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stream = streams.get(packet.ssrc)
+        if stream is None:
+            stream = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        handler(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+
+
+def feed_receiver_statistics(
+    receiver: RTCRtpReceiver, ssrc: int, clock_rate: int, packet: Any
+) -> None:
+    """Count a packet that bypassed the receiver (sequence_number and timestamp needed)."""
+    streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    stream = streams.get(ssrc)
+    if stream is None:
+        stream = streams[ssrc] = StreamStatistics(clock_rate)
+    stream.add(packet)
+
+
+def watch_receiver_rtcp(
+    receiver: RTCRtpReceiver, on_sender_report: Callable[[RtcpSrPacket], None]
+) -> None:
+    """Call back on each sender report the publisher sends (NTP<->RTP mapping)."""
+    original = receiver._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            on_sender_report(packet)
+        await original(packet)
+
+    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
+def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> Awaitable[None]:
+    return receiver._send_rtcp_pli(media_ssrc)
+
+
+def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> Awaitable[None]:
+    return receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+# --- senders (subscriber legs) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a subscriber asked of a stream it receives."""
+
+    kind: str  # "nack" | "keyframe"
+    lost: tuple[int, ...] = ()
+
+
+def intercept_sender_feedback(sender: RTCRtpSender, handler: Callable[[Feedback], None]) -> None:
+    """NACK, PLI and FIR from the subscriber go to `handler`; reports still feed RTT stats."""
+    original = sender._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            handler(Feedback("nack", tuple(packet.lost)))
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            handler(Feedback("keyframe"))
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            return  # REMB: not forwarded (the publisher's bitrate is capped in SDP)
+        else:
+            await original(packet)
+
+    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
+def record_sent(sender: RTCRtpSender, timestamp: int, payload_bytes: int) -> None:
+    """Keep the sender's RTCP sender reports in step with what the relay sent."""
+    sender._RTCRtpSender__ntp_timestamp = current_ntp_time()  # type: ignore[attr-defined]
+    sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
+    sender._RTCRtpSender__octet_count += payload_bytes  # type: ignore[attr-defined]
+    sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """For test peers that send pre-encoded packets: learn of PLI/FIR from the far end."""
+    original = sender._send_keyframe
+
+    def send_keyframe() -> None:
+        callback()
+        original()
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+def negotiated_payload_type(transceiver: RTCRtpTransceiver) -> int | None:
+    codecs = transceiver._codecs
+    return codecs[0].payloadType if codecs else None
+
+
+# --- transports ----------------------------------------------------------------------------
+
+
+class RtpOutput:
+    """Protect and send RTP on a DTLS transport's selected ICE pair, without awaiting."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+
+    def send(self, packet: bytes) -> bool:
+        """Returns False when the transport is not (or no longer) able to send."""
+        dtls = self._dtls
+        srtp = dtls._tx_srtp
+        if srtp is None or dtls.state != "connected":
+            return False
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return False
+        pair.protocol.transport.sendto(srtp.protect(packet), pair.remote_addr)
+        return True
+
+
+def rtp_output(dtls: RTCDtlsTransport) -> RtpOutput:
+    return RtpOutput(dtls)

@@ -1,0 +1,742 @@
+"""Per-call media routing: one server-side peer connection per participant, encoded forwarding.
+
+A `CallMedia` holds a `Peer` per participant. Each peer publishes what its client
+sends (audio, video) and subscribes to every other visible peer's tracks. The
+server never decodes or encodes: each RTP packet a publisher sends is rewritten
+(SSRC, payload type, sequence) and protected for each subscriber at once
+(`Stream.forward`), through that subscriber's bounded `Outlet`.
+
+Negotiation: the client makes the first offer (`join`); after that only the
+server offers, one negotiation at a time per peer (`Peer._negotiate`), whenever
+subscriptions change. Sections of a departed publisher go inactive and are
+reused for the next one. The signaling layer is reached only through the
+`MediaSignals` callbacks, so this package knows nothing of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.rtp import RtpPacket
+from aiortc.sdp import candidate_from_sdp
+
+from media import hooks
+from media.rtp import Rewriter, RtpHeader, build_packet, keyframe_start
+from media.sdp import cap_bandwidth
+
+log = logging.getLogger(__name__)
+
+
+class MediaError(Exception):
+    code = "media_error"
+
+
+class CodecUnsupported(MediaError):
+    code = "codec_unsupported"
+
+
+class NegotiationFailed(MediaError):
+    code = "negotiation_failed"
+
+
+@dataclass(frozen=True)
+class IceServer:
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    video_codec: str = "vp8"  # "vp8" | "h264": fixed for a call when it becomes active
+    ice_servers: tuple[IceServer, ...] = ()  # for the server's own peer connections
+    max_video_kbps: int = 1500  # what one subscriber may receive in all; split per publisher
+    min_video_kbps: int = 150
+    media_inactivity_s: float = 5.0
+    keyframe_interval_s: float = 0.5  # at most one key-frame request per publisher track
+    outlet_packets: int = 512  # bound of each subscriber's send queue
+    negotiation_timeout_s: float = 10.0
+
+
+class MediaSignals(Protocol):
+    """What the media layer tells its owner (the signaling hub)."""
+
+    def send_offer(
+        self, call_id: str, participant_id: str, sdp: str, tracks: list[dict[str, str]]
+    ) -> None: ...
+
+    def media_event(self, call_id: str, participant_id: str, event: str) -> None: ...
+
+
+VIDEO_MIME = {"vp8": "video/VP8", "h264": "video/H264"}
+
+
+@dataclass
+class TrackStats:
+    packets_in: int = 0
+    bytes_in: int = 0
+    keyframe_requests_in: int = 0  # from subscribers
+    plis_sent: int = 0  # to the publisher, after throttling
+
+
+@dataclass
+class Published:
+    """One track a peer publishes."""
+
+    peer: Peer
+    kind: str
+    receiver: RTCRtpReceiver
+    codec: str  # "vp8" | "h264" | "opus"
+    ssrc: int | None = None
+    streams: set[Stream] = field(default_factory=set)
+    stats: TrackStats = field(default_factory=TrackStats)
+    last_pli: float = -1e9
+    pli_pending: asyncio.TimerHandle | None = None
+    taps: list[PacketTap] = field(default_factory=list)
+    sender_report: tuple[int, int] | None = None  # (NTP, RTP) of the last sender report
+
+    def request_key_frame(self) -> None:
+        """Ask the publisher for a key frame, at most once per keyframe_interval_s."""
+        if self.kind != "video":
+            return
+        interval = self.peer.call.settings.keyframe_interval_s
+        now = time.monotonic()
+        wait = self.last_pli + interval - now
+        if wait <= 0:
+            self._send_pli()
+        elif self.pli_pending is None:
+            self.pli_pending = asyncio.get_running_loop().call_later(wait, self._send_pli)
+
+    def _send_pli(self) -> None:
+        self.pli_pending = None
+        if self.ssrc is None or self.peer.closed:
+            return
+        self.last_pli = time.monotonic()
+        self.stats.plis_sent += 1
+        self.peer.spawn(hooks.send_pli(self.receiver, self.ssrc))
+
+    def close(self) -> None:
+        if self.pli_pending is not None:
+            self.pli_pending.cancel()
+            self.pli_pending = None
+
+
+@dataclass(eq=False)
+class Slot:
+    """A sending section on a subscriber's connection; reused after its publisher leaves."""
+
+    transceiver: RTCRtpTransceiver
+    track: hooks.IdleTrack
+    rewriter: Rewriter | None = None
+    stream: Stream | None = None
+
+
+@dataclass(eq=False)
+class Stream:
+    """One publisher track forwarded to one subscriber."""
+
+    source: Published
+    subscriber: Peer
+    slot: Slot
+    active: bool = False  # negotiated: packets flow
+    waiting_for_keyframe: bool = True
+    forwarded: int = 0
+    dropped: int = 0
+    keyframe_requests: int = 0
+
+    @property
+    def kind(self) -> str:
+        return self.source.kind
+
+    def forward(self, header: RtpHeader, payload: bytes, keyframe: bool) -> None:
+        if not self.active or self.slot.rewriter is None:
+            return
+        if self.waiting_for_keyframe:
+            if not keyframe:
+                self.dropped += 1
+                return
+            self.waiting_for_keyframe = False
+            self.slot.rewriter.resync = True
+        rewriter = self.slot.rewriter
+        seq, ts = rewriter.map(header)
+        data = build_packet(header.marker, rewriter.payload_type, seq, ts, rewriter.ssrc, payload)
+        self.subscriber.outlet.push(self, data, ts, len(payload))
+
+    def restart(self) -> None:
+        """Hold packets until the next key frame, and ask for one."""
+        self.waiting_for_keyframe = self.kind == "video"
+        self.source.request_key_frame()
+
+    def on_feedback(self, feedback: hooks.Feedback) -> None:
+        self.subscriber.touch()
+        source = self.source
+        if feedback.kind == "keyframe":
+            self.keyframe_requests += 1
+            source.stats.keyframe_requests_in += 1
+            source.request_key_frame()
+        elif feedback.kind == "nack" and source.ssrc is not None and self.slot.rewriter:
+            lost = [self.slot.rewriter.source_sequence(seq) for seq in feedback.lost]
+            source.peer.spawn(hooks.send_nack(source.receiver, source.ssrc, lost))
+
+
+@dataclass
+class OutletStats:
+    sent: int = 0
+    dropped_video: int = 0
+    dropped_audio: int = 0
+
+
+class Outlet:
+    """A subscriber's send path: immediate while it keeps up, else a bounded queue.
+
+    When the queue is full, video of the overflowing stream is dropped until its
+    next key frame (and one is requested); audio is dropped oldest first. The
+    publisher and the other subscribers are never slowed.
+    """
+
+    def __init__(self, peer: Peer, bound: int) -> None:
+        self.peer = peer
+        self.bound = bound
+        self.queue: deque[tuple[Stream, bytes, int, int]] = deque()
+        self.stalled = False  # test hook: a network that stops draining
+        self.stats = OutletStats()
+        self.output: hooks.RtpOutput | None = None
+
+    def push(self, stream: Stream, data: bytes, timestamp: int, payload_bytes: int) -> None:
+        if not self.stalled and not self.queue:
+            self._send(stream, data, timestamp, payload_bytes)
+            return
+        if len(self.queue) >= self.bound:
+            if stream.kind == "video":
+                self.stats.dropped_video += 1
+                stream.dropped += 1
+                kept = [item for item in self.queue if item[0] is not stream]
+                self.stats.dropped_video += len(self.queue) - len(kept)
+                self.queue = deque(kept)
+                stream.restart()
+                return
+            for index, item in enumerate(self.queue):
+                if item[0].kind == "audio":
+                    del self.queue[index]
+                    break
+            else:
+                self.queue.popleft()
+            self.stats.dropped_audio += 1
+        self.queue.append((stream, data, timestamp, payload_bytes))
+
+    def set_stalled(self, stalled: bool) -> None:
+        self.stalled = stalled
+        if not stalled:
+            while self.queue and not self.stalled:
+                self._send(*self.queue.popleft())
+
+    def _send(self, stream: Stream, data: bytes, timestamp: int, payload_bytes: int) -> None:
+        output = self.output
+        if output is None or not output.send(data):
+            # The transport is not up (yet or any more): start over at a key frame.
+            stream.dropped += 1
+            stream.restart()
+            return
+        stream.forwarded += 1
+        self.stats.sent += 1
+        hooks.record_sent(stream.slot.transceiver.sender, timestamp, payload_bytes)
+
+
+@dataclass(frozen=True)
+class TappedPacket:
+    """An encoded packet as the recorder sees it."""
+
+    kind: str
+    codec: str
+    payload: bytes
+    rtp_timestamp: int
+    sequence: int
+    marker: bool
+    keyframe: bool
+    arrival_ms: int
+
+
+class PacketTap:
+    """A bounded copy of one published track's packets; never slows forwarding."""
+
+    def __init__(self, published: Published, bound: int = 1024) -> None:
+        self.published = published
+        self.queue: deque[TappedPacket] = deque()
+        self.bound = bound
+        self.overflow = 0
+        self.ready = asyncio.Event()
+
+    def offer(self, packet: TappedPacket) -> None:
+        if len(self.queue) >= self.bound:
+            self.overflow += 1
+            return
+        self.queue.append(packet)
+        self.ready.set()
+
+    async def get(self) -> TappedPacket:
+        while not self.queue:
+            self.ready.clear()
+            await self.ready.wait()
+        return self.queue.popleft()
+
+    @property
+    def sender_report(self) -> tuple[int, int] | None:
+        return self.published.sender_report
+
+    def request_key_frame(self) -> None:
+        self.published.request_key_frame()
+
+    def close(self) -> None:
+        if self in self.published.taps:
+            self.published.taps.remove(self)
+
+
+class Peer:
+    """One participant's server-side peer connection."""
+
+    def __init__(self, call: CallMedia, participant_id: str, *, visible: bool) -> None:
+        self.call = call
+        self.participant_id = participant_id
+        self.visible = visible
+        settings = call.settings
+        servers = [
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in settings.ice_servers
+        ]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self.published: dict[str, Published] = {}
+        self.slots: list[Slot] = []
+        self.outlet = Outlet(self, settings.outlet_packets)
+        self.closed = False
+        self.ready = False  # the client has our first answer: server offers may start
+        self.needs_offer = False
+        self.answer: asyncio.Future[str] | None = None
+        self.last_media_at = time.monotonic()
+        self.timed_out = False
+        self.audio_enabled = True
+        self.video_enabled = True
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._negotiation: asyncio.Task[None] | None = None
+
+        @self.pc.on("connectionstatechange")
+        def on_state() -> None:
+            state = self.pc.connectionState
+            log.info("participant %s media connection %s", participant_id, state)
+            if state == "connected":
+                self.outlet.output = hooks.rtp_output(self._dtls())
+                self.touch()
+                self.activate_streams()
+                call.signals.media_event(call.call_id, participant_id, "connected")
+            elif state == "failed":
+                call.signals.media_event(call.call_id, participant_id, "failed")
+
+    def _dtls(self) -> Any:
+        """The DTLS transport all sections share (the server bundles everything)."""
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.transport is not None:
+                return transceiver.receiver.transport
+        raise MediaError("no transport")
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "participant %s media task failed: %r", self.participant_id, task.exception()
+            )
+
+    def touch(self) -> None:
+        self.last_media_at = time.monotonic()
+        self.timed_out = False
+
+    # --- publishing -----------------------------------------------------------------------
+
+    def _publish(self, transceiver: RTCRtpTransceiver) -> None:
+        kind = transceiver.kind
+        codec = "opus" if kind == "audio" else self.call.video_codec
+        published = Published(self, kind, transceiver.receiver, codec)
+        self.published[kind] = published
+        hooks.intercept_rtp(
+            transceiver.receiver, lambda packet, arrival: self._on_rtp(published, packet, arrival)
+        )
+
+        def on_sender_report(packet: Any) -> None:
+            self.touch()
+            published.sender_report = (
+                packet.sender_info.ntp_timestamp,
+                packet.sender_info.rtp_timestamp,
+            )
+
+        hooks.watch_receiver_rtcp(transceiver.receiver, on_sender_report)
+
+    def _on_rtp(self, published: Published, packet: RtpPacket, arrival_ms: int) -> None:
+        self.last_media_at = time.monotonic()
+        if published.ssrc != packet.ssrc:
+            if published.ssrc is not None:
+                for stream in published.streams:
+                    stream.restart()
+            published.ssrc = packet.ssrc
+        payload = packet.payload
+        published.stats.packets_in += 1
+        published.stats.bytes_in += len(payload)
+        keyframe = keyframe_start(published.codec, payload)
+        header = RtpHeader(
+            marker=bool(packet.marker),
+            payload_type=packet.payload_type,
+            sequence=packet.sequence_number,
+            timestamp=packet.timestamp,
+            ssrc=packet.ssrc,
+            payload_offset=0,
+            payload_end=len(payload),
+        )
+        for stream in published.streams:
+            stream.forward(header, payload, keyframe)
+        if published.taps:
+            tapped = TappedPacket(
+                published.kind,
+                published.codec,
+                payload,
+                packet.timestamp,
+                packet.sequence_number,
+                bool(packet.marker),
+                keyframe,
+                arrival_ms,
+            )
+            for tap in published.taps:
+                tap.offer(tapped)
+
+    # --- subscribing ----------------------------------------------------------------------
+
+    def subscribe(self, source: Published) -> Stream:
+        slot = next(
+            (s for s in self.slots if s.stream is None and s.transceiver.kind == source.kind), None
+        )
+        if slot is None:
+            track = hooks.IdleTrack(source.kind)
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            self.call.prefer_codecs(transceiver)
+            slot = Slot(transceiver, track)
+            self.slots.append(slot)
+        else:
+            slot.transceiver.direction = "sendonly"
+        stream = Stream(source, self, slot)
+        slot.stream = stream
+        source.streams.add(stream)
+        hooks.intercept_sender_feedback(slot.transceiver.sender, stream.on_feedback)
+        self.needs_offer = True
+        return stream
+
+    def unsubscribe(self, stream: Stream) -> None:
+        stream.active = False
+        stream.source.streams.discard(stream)
+        stream.slot.stream = None
+        stream.slot.transceiver.direction = "inactive"
+        self.outlet.queue = deque(item for item in self.outlet.queue if item[0] is not stream)
+        self.needs_offer = True
+
+    def streams(self) -> list[Stream]:
+        return [slot.stream for slot in self.slots if slot.stream is not None]
+
+    def track_map(self) -> list[dict[str, str]]:
+        """Which section carries whom, for the client to label its tiles."""
+        return [
+            {
+                "mid": slot.transceiver.mid or "",
+                "participant_id": slot.stream.source.peer.participant_id,
+                "kind": slot.stream.kind,
+            }
+            for slot in self.slots
+            if slot.stream is not None
+        ]
+
+    # --- negotiation ------------------------------------------------------------------------
+
+    def negotiate_soon(self) -> None:
+        if self.closed or not self.ready or not self.needs_offer:
+            return
+        if self._negotiation is None or self._negotiation.done():
+            self._negotiation = asyncio.ensure_future(self._negotiate())
+            self._tasks.add(self._negotiation)
+            self._negotiation.add_done_callback(self._task_done)
+
+    async def _negotiate(self) -> None:
+        while self.needs_offer and not self.closed:
+            self.needs_offer = False
+            offer = await self.pc.createOffer()
+            await self.pc.setLocalDescription(offer)
+            sdp = self.call.cap_publisher_bandwidth(self.pc.localDescription.sdp)
+            self.answer = asyncio.get_running_loop().create_future()
+            self.call.signals.send_offer(
+                self.call.call_id, self.participant_id, sdp, self.track_map()
+            )
+            try:
+                async with asyncio.timeout(self.call.settings.negotiation_timeout_s):
+                    answer_sdp = await self.answer
+            except TimeoutError:
+                log.warning("participant %s did not answer the server's offer", self.participant_id)
+                self.call.signals.media_event(self.call.call_id, self.participant_id, "failed")
+                return
+            finally:
+                self.answer = None
+            await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+            self.activate_streams()
+
+    def activate_streams(self) -> None:
+        """Start the negotiated streams once the connection is up, each at a key frame."""
+        if self.outlet.output is None:
+            return
+        for slot in self.slots:
+            stream = slot.stream
+            if stream is None or stream.active:
+                continue
+            payload_type = hooks.negotiated_payload_type(slot.transceiver)
+            if payload_type is None:
+                continue
+            if slot.rewriter is None:
+                slot.rewriter = Rewriter(
+                    ssrc=slot.transceiver.sender._ssrc, payload_type=payload_type
+                )
+            else:
+                slot.rewriter.payload_type = payload_type
+            stream.active = True
+            stream.restart()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for published in self.published.values():
+            published.close()
+        for slot in self.slots:
+            slot.track.stop()
+        if self.answer is not None and not self.answer.done():
+            self.answer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+
+
+class CallMedia:
+    """The media of one call: its peers and the streams between them."""
+
+    def __init__(self, call_id: str, settings: MediaSettings, signals: MediaSignals) -> None:
+        hooks.check_versions()
+        self.call_id = call_id
+        self.settings = settings
+        self.signals = signals
+        self.video_codec = settings.video_codec
+        self.peers: dict[str, Peer] = {}
+        self._watchdog: asyncio.Task[None] | None = None
+
+    # --- codecs and bandwidth ------------------------------------------------------------
+
+    def prefer_codecs(self, transceiver: RTCRtpTransceiver) -> None:
+        kind = transceiver.kind
+        wanted = "audio/opus" if kind == "audio" else VIDEO_MIME[self.video_codec]
+        capabilities = RTCRtpSender.getCapabilities(kind).codecs
+        chosen = [c for c in capabilities if c.mimeType.lower() == wanted.lower()]
+        transceiver.setCodecPreferences(chosen)
+
+    def video_cap_kbps(self) -> int:
+        others = max(1, len([p for p in self.peers.values() if p.visible]) - 1)
+        return max(self.settings.min_video_kbps, self.settings.max_video_kbps // others)
+
+    def cap_publisher_bandwidth(self, sdp: str) -> str:
+        return cap_bandwidth(sdp, self.video_cap_kbps(), directions=("recvonly", "sendrecv"))
+
+    # --- participants ---------------------------------------------------------------------
+
+    async def join(self, participant_id: str, offer_sdp: str, *, visible: bool = True) -> str:
+        """Answer a client's first offer (or a reconnect's new offer) for a participant.
+
+        Publishes what the offer sends (visible participants only) and subscribes
+        the participant to everyone else. The caller must call `ready()` once the
+        answer is on its way, so that server offers come after it.
+        """
+        old = self.peers.get(participant_id)
+        kept_streams: dict[tuple[str, str], Stream] = {}
+        if old is not None:
+            # A reconnect: subscribers keep their sections; only the sources change.
+            for kind, published in old.published.items():
+                for stream in published.streams:
+                    kept_streams[(stream.subscriber.participant_id, kind)] = stream
+            for stream in old.streams():
+                old.unsubscribe(stream)
+            await old.close()
+        peer = Peer(self, participant_id, visible=visible)
+        self.peers[participant_id] = peer
+        try:
+            await peer.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            for transceiver in peer.pc.getTransceivers():
+                self.prefer_codecs(transceiver)
+                transceiver.direction = "recvonly"
+            answer = await peer.pc.createAnswer()
+            await peer.pc.setLocalDescription(answer)
+        except Exception as err:
+            await self._drop(participant_id)
+            raise NegotiationFailed(f"cannot answer the offer: {err}") from err
+        for transceiver in peer.pc.getTransceivers():
+            if transceiver.kind == "video" and not transceiver._codecs:
+                await self._drop(participant_id)
+                raise CodecUnsupported(f"the call's video codec is {self.video_codec}")
+            if visible and transceiver._codecs and transceiver.kind not in peer.published:
+                peer._publish(transceiver)
+        for other in self.peers.values():
+            if other is peer:
+                continue
+            if other.visible:
+                for published in other.published.values():
+                    peer.subscribe(published)
+            for kind, published in peer.published.items():
+                kept = kept_streams.get((other.participant_id, kind))
+                if kept is not None and kept.slot.stream is kept:
+                    # Same section, new source: the rewriter bridges the SSRC change.
+                    stream = Stream(published, other, kept.slot, active=kept.active)
+                    kept.slot.stream = stream
+                    published.streams.add(stream)
+                    hooks.intercept_sender_feedback(
+                        kept.slot.transceiver.sender, stream.on_feedback
+                    )
+                    stream.restart()
+                else:
+                    other.subscribe(published)
+            other.needs_offer = True  # bandwidth caps change with the number of peers
+            other.negotiate_soon()
+        self._ensure_watchdog()
+        return self.cap_publisher_bandwidth(peer.pc.localDescription.sdp)
+
+    def ready(self, participant_id: str) -> None:
+        """The participant has our answer: server-made offers may start."""
+        peer = self.peers.get(participant_id)
+        if peer is not None:
+            peer.ready = True
+            peer.negotiate_soon()
+
+    def answer(self, participant_id: str, sdp: str) -> None:
+        peer = self.peers.get(participant_id)
+        if peer is None or peer.answer is None or peer.answer.done():
+            raise MediaError("no offer is waiting for an answer")
+        peer.answer.set_result(sdp)
+
+    async def add_candidate(
+        self, participant_id: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        peer = self.peers.get(participant_id)
+        if peer is None:
+            raise MediaError("not joined")
+        if not candidate:
+            return  # end of candidates
+        parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        await peer.pc.addIceCandidate(parsed)
+
+    def set_enabled(self, participant_id: str, *, audio: bool, video: bool) -> None:
+        peer = self.peers.get(participant_id)
+        if peer is not None:
+            peer.audio_enabled = audio
+            peer.video_enabled = video
+
+    async def leave(self, participant_id: str) -> None:
+        await self._drop(participant_id)
+
+    async def _drop(self, participant_id: str) -> None:
+        peer = self.peers.pop(participant_id, None)
+        if peer is None:
+            return
+        for published in peer.published.values():
+            for stream in list(published.streams):
+                stream.subscriber.unsubscribe(stream)
+                stream.subscriber.negotiate_soon()
+            for tap in list(published.taps):
+                tap.close()
+        await peer.close()
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
+        for participant_id in list(self.peers):
+            await self._drop(participant_id)
+
+    # --- liveness -----------------------------------------------------------------------
+
+    def _ensure_watchdog(self) -> None:
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        """No RTP and no RTCP from a peer for media_inactivity_s: tell the owner once."""
+        limit = self.settings.media_inactivity_s
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = time.monotonic()
+            for peer in list(self.peers.values()):
+                if not peer.timed_out and now - peer.last_media_at > limit:
+                    peer.timed_out = True
+                    log.info("participant %s media timeout", peer.participant_id)
+                    self.signals.media_event(self.call_id, peer.participant_id, "media_timeout")
+
+    # --- recorder and stats -------------------------------------------------------------------
+
+    def tap(self, participant_id: str, kind: str, bound: int = 1024) -> PacketTap:
+        published = self.peers[participant_id].published[kind]
+        tap = PacketTap(published, bound)
+        published.taps.append(tap)
+        return tap
+
+    def stats(self, participant_id: str) -> dict[str, Any]:
+        peer = self.peers.get(participant_id)
+        if peer is None:
+            return {}
+        published = {
+            kind: {
+                "packets_in": p.stats.packets_in,
+                "bytes_in": p.stats.bytes_in,
+                "keyframe_requests_in": p.stats.keyframe_requests_in,
+                "plis_sent": p.stats.plis_sent,
+            }
+            for kind, p in peer.published.items()
+        }
+        streams = [
+            {
+                "from": s.source.peer.participant_id,
+                "kind": s.kind,
+                "forwarded": s.forwarded,
+                "dropped": s.dropped,
+                "keyframe_requests": s.keyframe_requests,
+            }
+            for s in peer.streams()
+        ]
+        return {
+            "published": published,
+            "received": streams,
+            "outlet": {
+                "sent": peer.outlet.stats.sent,
+                "queued": len(peer.outlet.queue),
+                "dropped_video": peer.outlet.stats.dropped_video,
+                "dropped_audio": peer.outlet.stats.dropped_audio,
+            },
+        }
