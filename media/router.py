@@ -111,23 +111,36 @@ class Published:
     sender_report: tuple[int, int] | None = None  # (NTP, RTP) of the last sender report
 
     def request_key_frame(self) -> None:
-        """Ask the publisher for a key frame, at most once per keyframe_interval_s."""
+        """Ask the publisher for a key frame, at most once per keyframe_interval_s.
+
+        A request inside the interval is not sent; when the interval ends, one more
+        request goes out only if a subscriber (or tap) is still waiting for a key
+        frame. So any number of simultaneous requests cost the publisher one key
+        frame, and a subscriber that keeps asking cannot make it send them
+        continuously.
+        """
         if self.kind != "video":
             return
         interval = self.peer.call.settings.keyframe_interval_s
         now = time.monotonic()
-        wait = self.last_pli + interval - now
-        if wait <= 0:
+        if now - self.last_pli >= interval:
             self._send_pli()
-        elif self.pli_pending is None:
-            self.pli_pending = asyncio.get_running_loop().call_later(wait, self._send_pli)
+        if self.pli_pending is None:
+            wait = max(0.0, self.last_pli + interval - now)
+            self.pli_pending = asyncio.get_running_loop().call_later(wait, self._retry)
+
+    def _retry(self) -> None:
+        self.pli_pending = None
+        self.peer.call.changed.set()
+        if any(s.active and s.waiting_for_keyframe for s in self.streams):
+            self.request_key_frame()
 
     def _send_pli(self) -> None:
-        self.pli_pending = None
+        self.last_pli = time.monotonic()  # also before the first packet: retry, never spin
         if self.ssrc is None or self.peer.closed:
             return
-        self.last_pli = time.monotonic()
         self.stats.plis_sent += 1
+        self.peer.call.changed.set()
         self.peer.spawn(hooks.send_pli(self.receiver, self.ssrc))
 
     def close(self) -> None:
@@ -188,6 +201,7 @@ class Stream:
         if feedback.kind == "keyframe":
             self.keyframe_requests += 1
             source.stats.keyframe_requests_in += 1
+            source.peer.call.changed.set()
             source.request_key_frame()
         elif feedback.kind == "nack" and source.ssrc is not None and self.slot.rewriter:
             lost = [self.slot.rewriter.source_sequence(seq) for seq in feedback.lost]
@@ -238,6 +252,7 @@ class Outlet:
                 self.queue.popleft()
             self.stats.dropped_audio += 1
         self.queue.append((stream, data, timestamp, payload_bytes))
+        self.peer.call.changed.set()
 
     def set_stalled(self, stalled: bool) -> None:
         self.stalled = stalled
@@ -359,7 +374,8 @@ class Peer:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        gone = self.closed or self.pc.connectionState == "closed"
+        if not gone and not task.cancelled() and task.exception() is not None:
             log.warning(
                 "participant %s media task failed: %r", self.participant_id, task.exception()
             )
@@ -519,6 +535,7 @@ class Peer:
                 slot.rewriter.payload_type = payload_type
             stream.active = True
             stream.restart()
+            self.call.changed.set()
 
     async def close(self) -> None:
         if self.closed:
@@ -548,6 +565,9 @@ class CallMedia:
         self.video_codec = settings.video_codec
         self.peers: dict[str, Peer] = {}
         self._watchdog: asyncio.Task[None] | None = None
+        # Set on rare changes (feedback, key-frame requests, queueing, streams starting),
+        # never per forwarded packet: lets tests and tools wait without polling.
+        self.changed = asyncio.Event()
 
     # --- codecs and bandwidth ------------------------------------------------------------
 

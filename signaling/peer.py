@@ -53,11 +53,14 @@ class ClipVideoTrack(MediaStreamTrack):
         self.sent = 0
         self.keyframe_wanted = False
         self.keyframe_requests = 0
+        self.keyframe_requested = asyncio.Event()
+        self.keyframes_sent: list[int] = []  # clip indices (= painted counters) sent as key frames
         self._start: float | None = None
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
         self.keyframe_wanted = True
+        self.keyframe_requested.set()
 
     async def recv(self) -> av.Packet:
         loop = asyncio.get_running_loop()
@@ -72,6 +75,8 @@ class ClipVideoTrack(MediaStreamTrack):
         if self.keyframe_wanted:
             self.keyframe_wanted = False
             self.branch = self.index
+        if self.branch == self.index:
+            self.keyframes_sent.append(self.index)
         packet = av.Packet(self.clip.frame(self.branch, self.index))
         packet.pts = self.sent * self.clip.frame_ticks
         packet.time_base = VIDEO_TIME_BASE

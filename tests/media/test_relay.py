@@ -39,3 +39,48 @@ async def test_two_parties_see_and_hear_each_other(service):
     finally:
         await kiosk_peer.close()
         await expert_peer.close()
+
+
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255)]
+TONES = [440, 660, 880, 1100, 1320, 1540]
+
+
+async def six_party_call(service):
+    """A kiosk and five experts in one active call; returns (call_id, clients, participant ids)."""
+    kiosk = await service.kiosk()
+    experts = [
+        await service.expert(f"e{n}", specialties=["family"], last_busy_at=n) for n in range(5)
+    ]
+    call_id = (await kiosk.request("call.launch", dispute_type="family"))["call"]["id"]
+    ring = await experts[0].next_event("call.ring")
+    await experts[0].request("call.accept", invitation_id=ring["payload"]["invitation_id"])
+    for n, expert in enumerate(experts[1:], start=1):
+        expert_id = service.store.find_account_by_username(f"e{n}").id
+        invite = await experts[0].request("call.invite", call_id=call_id, expert_id=expert_id)
+        await expert.request("call.accept", invitation_id=invite["invitation_id"])
+    call = service.hub.dispatcher.calls[call_id]
+    by_principal = {p.principal_id: p.id for p in call.participants.values()}
+    clients = [kiosk, *experts]
+    ids = [by_principal[c.auth["principal"]["id"]] for c in clients]
+    return call_id, clients, ids
+
+
+async def test_six_parties_each_receive_the_five_others_by_colour_and_tone(service):
+    call_id, clients, ids = await six_party_call(service)
+    peers = [
+        MediaPeer(client, call_id, colour=COLOURS[n], tone=TONES[n], frames_to_check=3)
+        for n, client in enumerate(clients)
+    ]
+    try:
+        for peer in peers:
+            await peer.start()
+        for n, peer in enumerate(peers):
+            for m, other_id in enumerate(ids):
+                if m == n:
+                    continue
+                seen = await peer.wait_checked(other_id, timeout=60)
+                assert near(seen["video"].colours[-1], COLOURS[m]), (n, m)
+                assert seen["audio"].tone == TONES[m], (n, m)
+    finally:
+        for peer in peers:
+            await peer.close()

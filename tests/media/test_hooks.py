@@ -1,0 +1,58 @@
+"""Guard: the aiortc/aioice internals media.hooks relies on are still there.
+
+If an upgrade moves any of them this fails loudly, before a call silently stops
+forwarding. Versions are pinned in pyproject.toml; this checks them too.
+"""
+
+from __future__ import annotations
+
+import aioice
+import aioice.ice
+import aiortc
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from media import hooks
+
+
+def test_pinned_versions_are_the_ones_the_hooks_were_written_for():
+    assert aiortc.__version__.startswith(hooks.SUPPORTED_AIORTC)
+    assert aioice.__version__.startswith(hooks.SUPPORTED_AIOICE)
+    hooks.check_versions()
+
+
+async def test_private_attributes_used_by_the_hooks_exist():
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("video", direction="sendrecv")
+        receiver, sender = transceiver.receiver, transceiver.sender
+        assert isinstance(receiver, RTCRtpReceiver) and isinstance(sender, RTCRtpSender)
+        assert isinstance(transceiver, RTCRtpTransceiver)
+        for name in ("_RTCRtpReceiver__remote_streams", "_RTCRtpReceiver__codecs"):
+            assert hasattr(receiver, name), name
+        for name in (
+            "_handle_rtp_packet",
+            "_handle_rtcp_packet",
+            "_send_rtcp_pli",
+            "_send_rtcp_nack",
+        ):
+            assert callable(getattr(receiver, name)), name
+        for name in (
+            "_RTCRtpSender__ntp_timestamp",
+            "_RTCRtpSender__rtp_timestamp",
+            "_RTCRtpSender__octet_count",
+            "_RTCRtpSender__packet_count",
+            "_ssrc",
+        ):
+            assert hasattr(sender, name), name
+        assert callable(sender._handle_rtcp_packet) and callable(sender._send_keyframe)
+        assert transceiver._codecs == []
+        dtls = receiver.transport
+        assert isinstance(dtls, RTCDtlsTransport)
+        assert hasattr(dtls, "_tx_srtp") and hasattr(dtls, "_rx_srtp")
+        connection = dtls.transport._connection
+        assert isinstance(connection, aioice.Connection)
+        assert connection._nominated == {}
+        assert callable(aioice.ice.get_host_addresses)
+    finally:
+        await pc.close()
