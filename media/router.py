@@ -171,6 +171,7 @@ class Stream:
     forwarded: int = 0
     dropped: int = 0
     keyframe_requests: int = 0
+    delivered: tuple[int, int] | None = None  # (sequence, timestamp) last handed to the socket
 
     @property
     def kind(self) -> str:
@@ -191,8 +192,16 @@ class Stream:
         self.subscriber.outlet.push(self, data, ts, len(payload))
 
     def restart(self) -> None:
-        """Hold packets until the next key frame, and ask for one."""
+        """Hold packets until the next key frame, and ask for one.
+
+        Sequence numbers given to packets that were then dropped are taken back,
+        so the subscriber sees no gap to NACK.
+        """
         self.waiting_for_keyframe = self.kind == "video"
+        rewriter = self.slot.rewriter
+        if rewriter is not None and self.delivered is not None:
+            rewriter.last_seq, rewriter.last_ts = self.delivered
+            rewriter.resync = True
         self.source.request_key_frame()
 
     def on_feedback(self, feedback: hooks.Feedback) -> None:
@@ -244,13 +253,14 @@ class Outlet:
                 self.queue = deque(kept)
                 stream.restart()
                 return
+            self.stats.dropped_audio += 1
             for index, item in enumerate(self.queue):
                 if item[0].kind == "audio":
-                    del self.queue[index]
+                    del self.queue[index]  # oldest audio goes
                     break
             else:
-                self.queue.popleft()
-            self.stats.dropped_audio += 1
+                stream.dropped += 1
+                return  # only video queued: this audio packet goes (video is never cut)
         self.queue.append((stream, data, timestamp, payload_bytes))
         self.peer.call.changed.set()
 
@@ -268,6 +278,7 @@ class Outlet:
             stream.restart()
             return
         stream.forwarded += 1
+        stream.delivered = (int.from_bytes(data[2:4], "big"), timestamp)
         self.stats.sent += 1
         hooks.record_sent(stream.slot.transceiver.sender, timestamp, payload_bytes)
 

@@ -153,6 +153,8 @@ class Settings:
     max_video_kbps: int = 1500
     # No RTP and no RTCP from a participant for this long: dropped (reason media_timeout).
     media_inactivity_s: float = 5.0
+    # Packets queued for one subscriber that cannot keep up, before video is dropped.
+    media_queue_packets: int = 512
     # STUN/TURN URLs handed to clients (e.g. "turn:turn.example.org:3478"); empty: none.
     ice_urls: tuple[str, ...] = ()
     # Shared secret of the TURN REST scheme (coturn use-auth-secret); empty: no TURN credentials.
@@ -459,6 +461,7 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "video_codec": ("must be 'vp8' or 'h264'", lambda v: v in ("vp8", "h264")),
     "max_video_kbps": ("must be an integer >= 100", _at_least(100)),
     "media_inactivity_s": (_POSITIVE, _positive),
+    "media_queue_packets": ("must be an integer >= 8", _at_least(8)),
     "ice_urls": (
         "must be a list of stun:, turn: or turns: URLs",
         lambda v: _is_strings(

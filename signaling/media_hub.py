@@ -62,6 +62,7 @@ class CallMediaHub:
             video_codec=s.video_codec,
             max_video_kbps=s.max_video_kbps,
             media_inactivity_s=s.media_inactivity_s,
+            outlet_packets=s.media_queue_packets,
         )
         self.calls: dict[str, CallMedia] = {}
         self._sessions: dict[str, SignalSession] = {}  # participant id -> session doing media
