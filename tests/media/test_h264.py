@@ -1,4 +1,4 @@
-"""H.264 is forwarded as is: the subscriber gets the publisher's NAL units, the server decodes nothing."""
+"""H.264 is forwarded as is: the subscriber gets the publisher's NAL units, no server decoder."""
 
 from __future__ import annotations
 
