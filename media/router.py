@@ -385,11 +385,12 @@ class Peer:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved even when ignored below
         gone = self.closed or self.pc.connectionState == "closed"
-        if not gone and not task.cancelled() and task.exception() is not None:
-            log.warning(
-                "participant %s media task failed: %r", self.participant_id, task.exception()
-            )
+        if not gone and error is not None:
+            log.warning("participant %s media task failed: %r", self.participant_id, error)
 
     def touch(self) -> None:
         self.last_media_at = time.monotonic()

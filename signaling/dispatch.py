@@ -163,6 +163,7 @@ class Participant:
     joined_at: int
     left_at: int | None = None
     grace_deadline: float | None = None
+    reason: str | None = None  # why it last changed state
 
     @property
     def present(self) -> bool:
@@ -848,6 +849,7 @@ class Dispatcher:
         if old is new:
             return
         p.state = new
+        p.reason = reason
         self.outbox.append(ParticipantChanged(call, p, old, new, reason))
 
     def _expert_changed(self, expert: Expert, *, reason: str) -> None:

@@ -839,6 +839,7 @@ class Hub:
                     "principal_id": p.principal_id,
                     "role": p.role,
                     "state": p.state.value,
+                    "reason": p.reason,
                 }
                 for p in call.participants.values()
             ],

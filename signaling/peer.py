@@ -159,7 +159,12 @@ class MediaPeer:
         self._negotiating = asyncio.Lock()
         self.participant_id: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.connection_states: list[str] = []
         self.pc.on("track", self._on_track)
+        self.pc.on(
+            "connectionstatechange",
+            lambda: self.connection_states.append(self.pc.connectionState),
+        )
         client.on("media.offer", self._on_offer)
 
     def _spawn(self, coro: Any) -> None:
@@ -211,6 +216,7 @@ class MediaPeer:
             "media.answer", call_id=self.call_id, sdp=self.pc.localDescription.sdp, timeout=15
         )
         self.offers_answered += 1
+        self.changed.set()
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
@@ -289,3 +295,48 @@ class MediaPeer:
         if self.audio is not None:
             self.audio.stop()
         await self.pc.close()
+
+
+def loopback_only() -> None:
+    """Offer only 127.0.0.1 as a host candidate (tests and benchmarks on one machine)."""
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+
+async def run_kiosk(url: str, device_token: str, colour: tuple[int, int, int], tone: int) -> None:
+    """A kiosk in its own process: launch a call (or rejoin its call), publish, run until killed."""
+    client = await SignalingClient.connect(url, device_token=device_token)
+    snapshot = await client.next_event("snapshot")
+    calls = snapshot["payload"]["calls"]
+    if calls:
+        call_id = calls[0]["id"]
+    else:
+        call_id = (await client.request("call.launch", dispute_type="family"))["call"]["id"]
+        print(f"LAUNCHED {call_id}", flush=True)
+    if not calls or calls[0]["state"] != "active":
+        await client.wait_call_state(call_id, "active", timeout=30)
+    peer = MediaPeer(client, call_id, colour=colour, tone=tone)
+    result = await peer.start()
+    print(f"MEDIA_JOINED {result['participant_id']}", flush=True)
+    await client.closed.wait()
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A kiosk test peer in its own process.")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--device-token", required=True)
+    parser.add_argument("--colour", default="255,0,0")
+    parser.add_argument("--tone", type=int, default=440)
+    parser.add_argument("--loopback-only", action="store_true")
+    args = parser.parse_args()
+    if args.loopback_only:
+        loopback_only()
+    r, g, b = (int(x) for x in args.colour.split(","))
+    asyncio.run(run_kiosk(args.url, args.device_token, (r, g, b), args.tone))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Joining and leaving mid-call, mute and camera-off."""
+
+from __future__ import annotations
+
+from signaling.peer import MediaPeer
+from tests.media.test_relay import COLOURS, TONES, six_party_call
+from tests.media.util import until
+
+
+async def test_join_and_leave_mid_call_do_not_interrupt_the_others(service):
+    call_id, clients, ids = await six_party_call(service)
+    stayers = [
+        MediaPeer(clients[n], call_id, colour=COLOURS[n], tone=TONES[n], keep_decoding=(n == 0))
+        for n in range(3)
+    ]
+    visitor = MediaPeer(clients[3], call_id, colour=COLOURS[3], tone=TONES[3])
+    try:
+        for peer in stayers:
+            await peer.start()
+        watcher = stayers[0]
+        for other in ids[1:3]:
+            await watcher.wait_checked(other)
+        await visitor.start()
+        await visitor.wait_checked(ids[0])
+        await watcher.wait_checked(ids[3])
+        answered = watcher.offers_answered
+        await clients[3].request("call.leave", call_id=call_id)
+        await until(lambda: watcher.offers_answered > answered, watcher.changed)  # renegotiated
+        for other in ids[1:3]:
+            track = watcher.tracks_from(other)["video"]
+            seen = len(track.counters)
+            await until(lambda t=track, n=seen: len(t.counters) >= n + 10, track.progress)
+            tail = track.counters[-10:]
+            assert all((b - a) % 30 == 1 for a, b in zip(tail, tail[1:], strict=False)), tail
+        for peer in stayers:
+            assert peer.connection_states[-1] == "connected"
+            assert "disconnected" not in peer.connection_states
+            assert "failed" not in peer.connection_states
+        assert ids[3] not in service.hub.media.calls[call_id].peers
+    finally:
+        for peer in (*stayers, visitor):
+            await peer.close()
+
+
+async def test_mute_and_camera_off_reach_the_others(service):
+    call_id, clients, ids = await six_party_call(service)
+    peers = [MediaPeer(clients[n], call_id, colour=COLOURS[n], tone=TONES[n]) for n in range(2)]
+    try:
+        for peer in peers:
+            await peer.start()
+        await clients[0].request("media.state", call_id=call_id, audio=False, video=True)
+        event = await clients[1].next_event("media.state")
+        assert event["payload"] == {
+            "call_id": call_id,
+            "participant_id": ids[0],
+            "audio": False,
+            "video": True,
+        }
+        await clients[0].request("media.state", call_id=call_id, audio=False, video=False)
+        event = await clients[2].next_event("media.state", where=lambda p: p["video"] is False)
+        assert event["payload"]["participant_id"] == ids[0]
+    finally:
+        for peer in peers:
+            await peer.close()
