@@ -133,6 +133,18 @@ def watch_receiver_rtcp(
     receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
 
 
+def packets_lost(receiver: RTCRtpReceiver) -> int:
+    """Packets the publisher sent that never arrived (from the receiver's statistics)."""
+    streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+    return sum(max(0, s.packets_lost) for s in streams.values())
+
+
+def sender_rtt(sender: RTCRtpSender) -> float | None:
+    """Round-trip time to the subscriber, from its receiver reports (seconds)."""
+    rtt: float | None = sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+    return rtt
+
+
 def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> Awaitable[None]:
     return receiver._send_rtcp_pli(media_ssrc)
 

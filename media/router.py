@@ -353,6 +353,7 @@ class Peer:
         self.needs_offer = False
         self.answer: asyncio.Future[str] | None = None
         self.last_media_at = time.monotonic()
+        self.created_at = self.last_media_at
         self.timed_out = False
         self.audio_enabled = True
         self.video_enabled = True
@@ -739,19 +740,36 @@ class CallMedia:
         published.taps.append(tap)
         return tap
 
+    def totals(self) -> dict[str, int]:
+        """Aggregates over the call, for /metrics."""
+        totals = {"participants": len(self.peers), "forwarded": 0, "dropped": 0, "plis_sent": 0}
+        for peer in self.peers.values():
+            totals["forwarded"] += peer.outlet.stats.sent
+            totals["dropped"] += peer.outlet.stats.dropped_video + peer.outlet.stats.dropped_audio
+            totals["plis_sent"] += sum(p.stats.plis_sent for p in peer.published.values())
+        return totals
+
     def stats(self, participant_id: str) -> dict[str, Any]:
         peer = self.peers.get(participant_id)
         if peer is None:
             return {}
+        elapsed = max(1e-3, time.monotonic() - peer.created_at)
         published = {
             kind: {
                 "packets_in": p.stats.packets_in,
                 "bytes_in": p.stats.bytes_in,
+                "kbps_in": round(p.stats.bytes_in * 8 / elapsed / 1000, 1),
+                "packets_lost": hooks.packets_lost(p.receiver),
                 "keyframe_requests_in": p.stats.keyframe_requests_in,
                 "plis_sent": p.stats.plis_sent,
             }
             for kind, p in peer.published.items()
         }
+        rtts = [
+            rtt
+            for s in peer.streams()
+            if (rtt := hooks.sender_rtt(s.slot.transceiver.sender)) is not None
+        ]
         streams = [
             {
                 "from": s.source.peer.participant_id,
@@ -763,6 +781,9 @@ class CallMedia:
             for s in peer.streams()
         ]
         return {
+            "rtt_ms": round(1000 * sum(rtts) / len(rtts), 1) if rtts else None,
+            "audio_enabled": peer.audio_enabled,
+            "video_enabled": peer.video_enabled,
             "published": published,
             "received": streams,
             "outlet": {

@@ -258,7 +258,11 @@ async def get_call(request: web.Request) -> web.Response:
         raise NotFound("call", call_id)
     record = store.get_call(call_id)
     view = _call_json(request, record)
-    view["participants"] = [_record(p) for p in store.list_participants(call_id)]
+    media = request.app[HUB].media.calls.get(call_id)
+    view["participants"] = [
+        {**_record(p), "media": media.stats(p.id) if media is not None else None}
+        for p in store.list_participants(call_id)
+    ]
     view["invitations"] = [_record(i) for i in store.list_invitations(call_id)]
     view["events"] = [_record(e) for e in store.list_call_events(call_id)]
     return web.json_response({"call": view})
@@ -454,6 +458,14 @@ async def metrics(request: web.Request) -> web.Response:
         m.calls.labels(state=state).set(count)
     m.queue_length.set(states["queued"])
     m.experts_available.set(sum(1 for e in hub.dispatcher.experts if hub.dispatcher.is_free(e)))
+    totals = {"participants": 0, "forwarded": 0, "dropped": 0, "plis_sent": 0}
+    for media in hub.media.calls.values():
+        for key, value in media.totals().items():
+            totals[key] += value
+    m.media_participants.set(totals["participants"])
+    m.media_packets_forwarded.set(totals["forwarded"])
+    m.media_packets_dropped.set(totals["dropped"])
+    m.media_plis_sent.set(totals["plis_sent"])
     return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -42,5 +42,22 @@ class Metrics:
             registry=r,
         )
 
+        self.media_participants = Gauge(
+            "mediation_media_participants", "Participants with a media connection", registry=r
+        )
+        self.media_packets_forwarded = Gauge(
+            "mediation_media_packets_forwarded", "Packets forwarded in live calls", registry=r
+        )
+        self.media_packets_dropped = Gauge(
+            "mediation_media_packets_dropped",
+            "Packets dropped for subscribers that could not keep up, in live calls",
+            registry=r,
+        )
+        self.media_plis_sent = Gauge(
+            "mediation_media_plis_sent",
+            "Key-frame requests sent to publishers, live calls",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

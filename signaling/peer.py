@@ -158,6 +158,7 @@ class MediaPeer:
         self.changed = asyncio.Event()  # a track arrived or got its participant
         self._negotiating = asyncio.Lock()
         self.participant_id: str | None = None
+        self.last_remote_sdp = ""  # as the server sent it (aiortc drops b= lines it parses)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.connection_states: list[str] = []
         self.pc.on("track", self._on_track)
@@ -190,6 +191,7 @@ class MediaPeer:
             result = await self.client.request(
                 "media.join", call_id=self.call_id, sdp=self.pc.localDescription.sdp, timeout=15
             )
+            self.last_remote_sdp = result["sdp"]
             await self.pc.setRemoteDescription(RTCSessionDescription(result["sdp"], "answer"))
         self.participant_id = result["participant_id"]
         return result
@@ -209,6 +211,7 @@ class MediaPeer:
             if entry["mid"] in self.remote:
                 self.remote[entry["mid"]].participant_id = entry["participant_id"]
         self.changed.set()
+        self.last_remote_sdp = payload["sdp"]
         await self.pc.setRemoteDescription(RTCSessionDescription(payload["sdp"], "offer"))
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)

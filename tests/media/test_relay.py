@@ -84,3 +84,73 @@ async def test_six_parties_each_receive_the_five_others_by_colour_and_tone(servi
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_publishers_are_capped_in_sdp_and_the_cap_shrinks_as_the_call_grows(make_service):
+    from media.sdp import video_bandwidth
+
+    service = await make_service(max_video_kbps=1500)
+    call_id, clients, ids = await six_party_call(service)
+    first = MediaPeer(clients[0], call_id, colour=COLOURS[0], tone=TONES[0], frames_to_check=1)
+    others: list[MediaPeer] = []
+    try:
+        await first.start()
+        assert video_bandwidth(first.last_remote_sdp) == [1500]
+        others = [
+            MediaPeer(c, call_id, colour=COLOURS[n], tone=TONES[n], frames_to_check=1)
+            for n, c in enumerate(clients[1:], start=1)
+        ]
+        for peer in others:
+            await peer.start()
+        for peer in (first, *others):
+            await peer.wait_checked(ids[1] if peer is first else ids[0], kinds=("video",))
+        media = service.hub.media.calls[call_id]
+        from tests.media.util import until
+
+        # Six publishers: each may send 1500 / 5 kbit/s so no receiver gets more than 1500.
+        await until(lambda: video_bandwidth(first.last_remote_sdp) == [300], first.changed)
+        assert media.video_cap_kbps() == 300
+    finally:
+        await first.close()
+        for peer in others:
+            await peer.close()
+
+
+async def test_call_details_and_metrics_carry_media_stats_and_a_tap_sees_key_frames(service):
+    call_id, kiosk, expert, ids = await active_call(service)
+    kiosk_peer = MediaPeer(kiosk, call_id, colour=RED, tone=440)
+    expert_peer = MediaPeer(expert, call_id, colour=GREEN, tone=880)
+    try:
+        await kiosk_peer.start()
+        await expert_peer.start()
+        await expert_peer.wait_checked(ids["caller"])
+        media = service.hub.media.calls[call_id]
+        tap = media.tap(ids["caller"], "video", bound=64)
+        tap.request_key_frame()
+        async with __import__("asyncio").timeout(10):
+            while True:
+                packet = await tap.get()
+                if packet.keyframe:
+                    break
+        assert packet.codec == "vp8" and packet.kind == "video" and packet.payload
+        service.add_person("root", "admin")
+        token = await service.login("root")
+        status, body = await service.http("GET", f"/api/calls/{call_id}", token=token)
+        assert status == 200
+        stats = {p["id"]: p["media"] for p in body["call"]["participants"]}
+        kiosk_stats = stats[ids["caller"]]
+        assert kiosk_stats["published"]["video"]["packets_in"] > 0
+        assert kiosk_stats["published"]["audio"]["kbps_in"] > 0
+        assert [s["from"] for s in stats[ids["expert"]]["received"]] == [ids["caller"]] * 2
+        status, text = await service.http("GET", "/metrics")
+        assert "mediation_media_participants 2.0" in text
+        forwarded = next(
+            line
+            for line in text.splitlines()
+            if line.startswith("mediation_media_packets_forwarded ")
+        )
+        assert float(forwarded.split()[1]) > 0
+        tap.close()
+    finally:
+        await kiosk_peer.close()
+        await expert_peer.close()
