@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages the test suite needs. Later issues add browsers and media servers here.
-TEST_APT_PACKAGES=(python3-venv)
+TEST_APT_PACKAGES=(python3-venv coturn)
 
 VENV=.venv
 PYTHON=${PYTHON:-python3}

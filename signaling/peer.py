@@ -25,6 +25,8 @@ import av
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -141,6 +143,8 @@ class MediaPeer:
         frames_to_check: int = 5,
         tones: tuple[int, ...] = (440, 660, 880, 1100, 1320, 1540),
         keep_decoding: bool = False,
+        ice_servers: list[dict[str, Any]] | None = None,
+        relay_only: bool = False,
     ) -> None:
         self.client = client
         self.call_id = call_id
@@ -151,7 +155,16 @@ class MediaPeer:
         self.video = ClipVideoTrack(clips.video_clip(colour, codec=codec)) if publish else None
         self.audio = ClipAudioTrack(clips.audio_clip(tone)) if publish else None
         self.codec = codec
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        servers = [
+            RTCIceServer(
+                urls=s["urls"], username=s.get("username"), credential=s.get("credential")
+            )
+            for s in ice_servers or []
+        ]
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+        )
         self.remote: dict[str, RemoteTrack] = {}  # by mid
         self.track_map: dict[str, str] = {}  # mid -> participant id
         self.offers_answered = 0
