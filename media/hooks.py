@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -206,6 +207,64 @@ def negotiated_payload_type(transceiver: RTCRtpTransceiver) -> int | None:
 
 
 # --- transports ----------------------------------------------------------------------------
+
+
+def bind_host_candidates(
+    connection: aioice.Connection, ports: range | None, public_ip: str | None
+) -> None:
+    """Gather host candidates in a UDP port range, advertising a public IPv4 address.
+
+    aioice binds ephemeral ports and advertises interface addresses; a server
+    behind a firewall or a 1:1 NAT needs both controlled. This replaces the
+    connection's `get_component_candidates` (host candidates only: the server's
+    own connections use no STUN or TURN server, which `check_server_ice` enforces).
+    """
+    from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+    from aioice.ice import StunProtocol
+
+    async def get_component_candidates(
+        component: int, addresses: list[str], timeout: int = 5
+    ) -> list[Candidate]:
+        loop = asyncio.get_running_loop()
+        candidates = []
+        for address in addresses:
+            is_v4 = ":" not in address
+            choices = list(ports) if ports is not None else [0]
+            if len(choices) > 1:
+                start = secrets.randbelow(len(choices))
+                choices = choices[start:] + choices[:start]
+            for port in choices:
+                try:
+                    transport, protocol = await loop.create_datagram_endpoint(
+                        lambda: StunProtocol(connection), local_addr=(address, port)
+                    )
+                    break
+                except OSError:
+                    continue
+            else:
+                log.warning("no free UDP port for %s in the media port range", address)
+                continue
+            bound = transport.get_extra_info("sockname")
+            host = public_ip if public_ip and is_v4 else bound[0]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=host,
+                port=bound[1],
+                type="host",
+            )
+            candidates.append(protocol.local_candidate)
+            connection._protocols.append(protocol)
+        return candidates
+
+    connection.get_component_candidates = get_component_candidates  # type: ignore[method-assign]
+
+
+def ice_connection(dtls: RTCDtlsTransport) -> aioice.Connection:
+    connection: aioice.Connection = dtls.transport.iceGatherer._connection
+    return connection
 
 
 class RtpOutput:

@@ -70,6 +70,8 @@ class MediaSettings:
     media_inactivity_s: float = 5.0
     keyframe_interval_s: float = 0.5  # at most one key-frame request per publisher track
     outlet_packets: int = 512  # bound of each subscriber's send queue
+    udp_ports: range | None = None  # host candidates bind here (firewalls)
+    public_ip: str | None = None  # advertised instead of the interface address (1:1 NAT)
     negotiation_timeout_s: float = 10.0
 
 
@@ -379,6 +381,22 @@ class Peer:
                 return transceiver.receiver.transport
         raise MediaError("no transport")
 
+    def bind_candidates(self) -> None:
+        """Apply the port range and public address before the first gathering."""
+        settings = self.call.settings
+        if settings.udp_ports is None and settings.public_ip is None:
+            return
+        if settings.ice_servers:
+            return  # with STUN/TURN for the server itself, aioice gathers as usual
+        seen = set()
+        for transceiver in self.pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            if dtls is not None and id(dtls) not in seen:
+                seen.add(id(dtls))
+                hooks.bind_host_candidates(
+                    hooks.ice_connection(dtls), settings.udp_ports, settings.public_ip
+                )
+
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -621,6 +639,7 @@ class CallMedia:
         self.peers[participant_id] = peer
         try:
             await peer.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            peer.bind_candidates()
             for transceiver in peer.pc.getTransceivers():
                 self.prefer_codecs(transceiver)
                 transceiver.direction = "recvonly"

@@ -155,6 +155,10 @@ class Settings:
     media_inactivity_s: float = 5.0
     # Packets queued for one subscriber that cannot keep up, before video is dropped.
     media_queue_packets: int = 512
+    # UDP ports the server's media sockets bind in, "FIRST-LAST" (e.g. "40000-40999"); empty: any.
+    media_udp_ports: str = ""
+    # Public IPv4 address to advertise in ICE candidates (server behind a 1:1 NAT); empty: none.
+    media_public_ip: str = ""
     # STUN/TURN URLs handed to clients (e.g. "turn:turn.example.org:3478"); empty: none.
     ice_urls: tuple[str, ...] = ()
     # Shared secret of the TURN REST scheme (coturn use-auth-secret); empty: no TURN credentials.
@@ -462,6 +466,14 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "max_video_kbps": ("must be an integer >= 100", _at_least(100)),
     "media_inactivity_s": (_POSITIVE, _positive),
     "media_queue_packets": ("must be an integer >= 8", _at_least(8)),
+    "media_udp_ports": (
+        'must be empty or "FIRST-LAST" with 1024 <= FIRST <= LAST <= 65535',
+        lambda v: v == "" or _is_port_range(v),
+    ),
+    "media_public_ip": (
+        "must be empty or an IPv4 address",
+        lambda v: v == "" or _is_ipv4(v),
+    ),
     "ice_urls": (
         "must be a list of stun:, turn: or turns: URLs",
         lambda v: _is_strings(
@@ -481,6 +493,18 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
 _KINDS: dict[str, _Kind] = {name: _kind_of(hint) for name, hint in get_type_hints(Settings).items()}
 if _KINDS.keys() != _RULES.keys():
     raise RuntimeError(f"settings without a rule: {_KINDS.keys() ^ _RULES.keys()}")
+
+
+def _is_port_range(value: Any) -> bool:
+    match = re.fullmatch(r"([0-9]{1,5})-([0-9]{1,5})", value) if isinstance(value, str) else None
+    return match is not None and 1024 <= int(match[1]) <= int(match[2]) <= 65535
+
+
+def _is_ipv4(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and ipaddress.ip_address(value).version == 4
+    except ValueError:
+        return False
 
 
 def _validate(settings: Settings) -> None:

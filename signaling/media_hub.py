@@ -54,6 +54,13 @@ def turn_credentials(
     return username, base64.b64encode(digest).decode()
 
 
+def _port_range(text: str) -> range | None:
+    if not text:
+        return None
+    first, last = (int(x) for x in text.split("-"))
+    return range(first, last + 1)
+
+
 class CallMediaHub:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -63,6 +70,8 @@ class CallMediaHub:
             max_video_kbps=s.max_video_kbps,
             media_inactivity_s=s.media_inactivity_s,
             outlet_packets=s.media_queue_packets,
+            udp_ports=_port_range(s.media_udp_ports),
+            public_ip=s.media_public_ip or None,
         )
         self.calls: dict[str, CallMedia] = {}
         self._sessions: dict[str, SignalSession] = {}  # participant id -> session doing media

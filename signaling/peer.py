@@ -156,15 +156,11 @@ class MediaPeer:
         self.audio = ClipAudioTrack(clips.audio_clip(tone)) if publish else None
         self.codec = codec
         servers = [
-            RTCIceServer(
-                urls=s["urls"], username=s.get("username"), credential=s.get("credential")
-            )
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in ice_servers or []
         ]
         policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
-        self.pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
-        )
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=policy))
         self.remote: dict[str, RemoteTrack] = {}  # by mid
         self.track_map: dict[str, str] = {}  # mid -> participant id
         self.offers_answered = 0

@@ -9,7 +9,13 @@ from __future__ import annotations
 import aioice
 import aioice.ice
 import aiortc
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from media import hooks
@@ -22,7 +28,7 @@ def test_pinned_versions_are_the_ones_the_hooks_were_written_for():
 
 
 async def test_private_attributes_used_by_the_hooks_exist():
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
         transceiver = pc.addTransceiver("video", direction="sendrecv")
         receiver, sender = transceiver.receiver, transceiver.sender
