@@ -34,6 +34,7 @@ from typing import Any
 
 import aioice
 import aiortc
+import pylibsrtp
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.clock import current_ntp_time
 from aiortc.mediastreams import MediaStreamError
@@ -288,3 +289,57 @@ class RtpOutput:
 
 def rtp_output(dtls: RTCDtlsTransport) -> RtpOutput:
     return RtpOutput(dtls)
+
+
+class FastPath:
+    """Forwarding straight from the publisher's socket (RECIPES.md, "Forwarding at Janus's cost").
+
+    Wraps `datagram_received` of the ICE protocol of the nominated pair. For an
+    SRTP packet (first byte 128-191, not RTCP) whose SSRC the relay knows, it
+    unprotects with the DTLS transport's receive session and hands the plain
+    packet to `on_rtp`; everything else (STUN, DTLS, RTCP, unknown SSRCs) falls
+    through to aioice and aiortc unchanged. The SSRC is read before unprotecting,
+    so a packet is never unprotected twice (SRTP replay protection would refuse).
+    If the nominated pair changes (ICE restart), packets simply take aiortc's path.
+    """
+
+    def __init__(
+        self,
+        dtls: RTCDtlsTransport,
+        known: Callable[[int], bool],
+        on_rtp: Callable[[bytes], None],
+    ) -> None:
+        self.packets = 0
+        self.installed = False
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return
+        protocol = pair.protocol
+        original = protocol.datagram_received
+
+        def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+            if (
+                len(data) >= 12
+                and 128 <= data[0] <= 191
+                and not 192 <= data[1] <= 223
+                and known(int.from_bytes(data[8:12], "big"))
+            ):
+                srtp = dtls._rx_srtp
+                if srtp is not None:
+                    try:
+                        plain = srtp.unprotect(data)
+                    except pylibsrtp.Error:
+                        return  # as aiortc would: a packet that fails authentication is dropped
+                    self.packets += 1
+                    on_rtp(plain)
+                    return
+            original(data, addr)
+
+        protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]
+        self.installed = True
+
+
+def install_fast_path(
+    dtls: RTCDtlsTransport, known: Callable[[int], bool], on_rtp: Callable[[bytes], None]
+) -> FastPath:
+    return FastPath(dtls, known, on_rtp)

@@ -36,7 +36,7 @@ from aiortc.rtp import RtpPacket
 from aiortc.sdp import candidate_from_sdp
 
 from media import hooks
-from media.rtp import Rewriter, RtpHeader, build_packet, keyframe_start
+from media.rtp import Rewriter, RtpHeader, build_packet, keyframe_start, parse_header
 from media.sdp import cap_bandwidth
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class MediaSettings:
     media_inactivity_s: float = 5.0
     keyframe_interval_s: float = 0.5  # at most one key-frame request per publisher track
     outlet_packets: int = 512  # bound of each subscriber's send queue
+    fast_path: bool = True  # forward straight from the socket (see hooks.install_fast_path)
     udp_ports: range | None = None  # host candidates bind here (firewalls)
     public_ip: str | None = None  # advertised instead of the interface address (1:1 NAT)
     negotiation_timeout_s: float = 10.0
@@ -104,6 +105,8 @@ class Published:
     kind: str
     receiver: RTCRtpReceiver
     codec: str  # "vp8" | "h264" | "opus"
+    clock_rate: int = 90000
+    payload_types: frozenset[int] = frozenset()
     ssrc: int | None = None
     streams: set[Stream] = field(default_factory=set)
     stats: TrackStats = field(default_factory=TrackStats)
@@ -348,6 +351,8 @@ class Peer:
         ]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self.published: dict[str, Published] = {}
+        self.fast_ssrcs: dict[int, Published] = {}  # SSRCs the fast path forwards
+        self.fast_path: hooks.FastPath | None = None
         self.slots: list[Slot] = []
         self.outlet = Outlet(self, settings.outlet_packets)
         self.closed = False
@@ -368,6 +373,8 @@ class Peer:
             log.info("participant %s media connection %s", participant_id, state)
             if state == "connected":
                 self.outlet.output = hooks.rtp_output(self._dtls())
+                if call.settings.fast_path:
+                    self._install_fast_path()
                 self.touch()
                 self.activate_streams()
                 call.signals.media_event(call.call_id, participant_id, "connected")
@@ -420,7 +427,17 @@ class Peer:
     def _publish(self, transceiver: RTCRtpTransceiver) -> None:
         kind = transceiver.kind
         codec = "opus" if kind == "audio" else self.call.video_codec
-        published = Published(self, kind, transceiver.receiver, codec)
+        negotiated = transceiver._codecs
+        published = Published(
+            self,
+            kind,
+            transceiver.receiver,
+            codec,
+            clock_rate=negotiated[0].clockRate if negotiated else 90000,
+            payload_types=frozenset(
+                c.payloadType for c in negotiated if c.name != "rtx" and c.payloadType is not None
+            ),
+        )
         self.published[kind] = published
         hooks.intercept_rtp(
             transceiver.receiver, lambda packet, arrival: self._on_rtp(published, packet, arrival)
@@ -436,16 +453,15 @@ class Peer:
         hooks.watch_receiver_rtcp(transceiver.receiver, on_sender_report)
 
     def _on_rtp(self, published: Published, packet: RtpPacket, arrival_ms: int) -> None:
-        self.last_media_at = time.monotonic()
+        """Slow path: a packet aiortc parsed (before its SSRC is known to the fast path)."""
         if published.ssrc != packet.ssrc:
             if published.ssrc is not None:
                 for stream in published.streams:
                     stream.restart()
+            if published.ssrc is not None:
+                self.fast_ssrcs.pop(published.ssrc, None)
             published.ssrc = packet.ssrc
-        payload = packet.payload
-        published.stats.packets_in += 1
-        published.stats.bytes_in += len(payload)
-        keyframe = keyframe_start(published.codec, payload)
+            self.fast_ssrcs[packet.ssrc] = published
         header = RtpHeader(
             marker=bool(packet.marker),
             payload_type=packet.payload_type,
@@ -453,8 +469,38 @@ class Peer:
             timestamp=packet.timestamp,
             ssrc=packet.ssrc,
             payload_offset=0,
-            payload_end=len(payload),
+            payload_end=len(packet.payload),
         )
+        self._forward(published, header, packet.payload, arrival_ms)
+
+    def _on_datagram(self, plain: bytes) -> None:
+        """Fast path: a decrypted RTP packet of a known publisher SSRC, straight off the socket."""
+        try:
+            header = parse_header(plain)
+        except ValueError:
+            return
+        published = self.fast_ssrcs.get(header.ssrc)
+        if published is None:
+            return
+        if header.payload_type not in published.payload_types:
+            return  # e.g. RTX or an unnegotiated payload type: not forwarded
+        hooks.feed_receiver_statistics(
+            published.receiver, header.ssrc, published.clock_rate, header
+        )
+        self._forward(
+            published,
+            header,
+            plain[header.payload_offset : header.payload_end],
+            int(time.time() * 1000),
+        )
+
+    def _forward(
+        self, published: Published, header: RtpHeader, payload: bytes, arrival_ms: int
+    ) -> None:
+        self.last_media_at = time.monotonic()
+        published.stats.packets_in += 1
+        published.stats.bytes_in += len(payload)
+        keyframe = keyframe_start(published.codec, payload)
         for stream in published.streams:
             stream.forward(header, payload, keyframe)
         if published.taps:
@@ -462,14 +508,24 @@ class Peer:
                 published.kind,
                 published.codec,
                 payload,
-                packet.timestamp,
-                packet.sequence_number,
-                bool(packet.marker),
+                header.timestamp,
+                header.sequence,
+                header.marker,
                 keyframe,
                 arrival_ms,
             )
             for tap in published.taps:
                 tap.offer(tapped)
+
+    def _install_fast_path(self) -> None:
+        """Take known publisher SSRCs off the socket before aiortc parses them."""
+        try:
+            dtls = self._dtls()
+        except MediaError:
+            return
+        self.fast_path = hooks.install_fast_path(
+            dtls, lambda ssrc: ssrc in self.fast_ssrcs, self._on_datagram
+        )
 
     # --- subscribing ----------------------------------------------------------------------
 

@@ -24,6 +24,11 @@ class RtpHeader:
     payload_offset: int  # where the payload starts in the packet
     payload_end: int  # where the payload ends (padding excluded)
 
+    @property
+    def sequence_number(self) -> int:
+        """aiortc's name, so receiver statistics can count a header directly."""
+        return self.sequence
+
 
 def is_rtcp(data: bytes) -> bool:
     """RFC 5761 demultiplexing: RTCP packet types 192-223 sit in the second byte."""

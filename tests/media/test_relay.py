@@ -36,6 +36,11 @@ async def test_two_parties_see_and_hear_each_other(service):
         assert counters == sorted(counters) and len(set(counters)) == len(counters)
         assert seen_by_expert["audio"].tone == 440
         assert seen_by_kiosk["audio"].tone == 880
+        # Once each publisher's SSRCs are known, packets bypass aiortc (the fast path).
+        media = service.hub.media.calls[call_id]
+        for participant_id in ids.values():
+            fast_path = media.peers[participant_id].fast_path
+            assert fast_path is not None and fast_path.installed and fast_path.packets > 0
     finally:
         await kiosk_peer.close()
         await expert_peer.close()
