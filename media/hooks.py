@@ -211,14 +211,18 @@ def negotiated_payload_type(transceiver: RTCRtpTransceiver) -> int | None:
 
 
 def bind_host_candidates(
-    connection: aioice.Connection, ports: range | None, public_ip: str | None
+    connection: aioice.Connection,
+    ports: range | None,
+    public_ip: str | None,
+    interfaces: tuple[str, ...] = (),
 ) -> None:
-    """Gather host candidates in a UDP port range, advertising a public IPv4 address.
+    """Gather host candidates on chosen addresses, in a UDP port range, advertising a public IPv4.
 
-    aioice binds ephemeral ports and advertises interface addresses; a server
-    behind a firewall or a 1:1 NAT needs both controlled. This replaces the
-    connection's `get_component_candidates` (host candidates only: the server's
-    own connections use no STUN or TURN server, which `check_server_ice` enforces).
+    aioice binds ephemeral ports on every interface address (never loopback) and
+    advertises them; a server behind a firewall or a 1:1 NAT, or with a dedicated
+    media interface, needs all three controlled. This replaces the connection's
+    `get_component_candidates` (host candidates only: it is not used when the
+    server's own connections have STUN or TURN servers).
     """
     from aioice.candidate import Candidate, candidate_foundation, candidate_priority
     from aioice.ice import StunProtocol
@@ -228,7 +232,7 @@ def bind_host_candidates(
     ) -> list[Candidate]:
         loop = asyncio.get_running_loop()
         candidates = []
-        for address in addresses:
+        for address in interfaces or addresses:
             is_v4 = ":" not in address
             choices = list(ports) if ports is not None else [0]
             if len(choices) > 1:

@@ -73,6 +73,7 @@ class MediaSettings:
     fast_path: bool = True  # forward straight from the socket (see hooks.install_fast_path)
     udp_ports: range | None = None  # host candidates bind here (firewalls)
     public_ip: str | None = None  # advertised instead of the interface address (1:1 NAT)
+    interfaces: tuple[str, ...] = ()  # addresses media sockets bind on; empty: all
     negotiation_timeout_s: float = 10.0
 
 
@@ -391,7 +392,7 @@ class Peer:
     def bind_candidates(self) -> None:
         """Apply the port range and public address before the first gathering."""
         settings = self.call.settings
-        if settings.udp_ports is None and settings.public_ip is None:
+        if settings.udp_ports is None and settings.public_ip is None and not settings.interfaces:
             return
         if settings.ice_servers:
             return  # with STUN/TURN for the server itself, aioice gathers as usual
@@ -401,7 +402,10 @@ class Peer:
             if dtls is not None and id(dtls) not in seen:
                 seen.add(id(dtls))
                 hooks.bind_host_candidates(
-                    hooks.ice_connection(dtls), settings.udp_ports, settings.public_ip
+                    hooks.ice_connection(dtls),
+                    settings.udp_ports,
+                    settings.public_ip,
+                    settings.interfaces,
                 )
 
     def spawn(self, coro: Any) -> None:

@@ -157,6 +157,8 @@ class Settings:
     media_queue_packets: int = 512
     # UDP ports the server's media sockets bind in, "FIRST-LAST" (e.g. "40000-40999"); empty: any.
     media_udp_ports: str = ""
+    # Addresses the media sockets bind on (e.g. the media NIC's); empty: every interface.
+    media_interfaces: tuple[str, ...] = ()
     # Public IPv4 address to advertise in ICE candidates (server behind a 1:1 NAT); empty: none.
     media_public_ip: str = ""
     # STUN/TURN URLs handed to clients (e.g. "turn:turn.example.org:3478"); empty: none.
@@ -470,6 +472,10 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
         'must be empty or "FIRST-LAST" with 1024 <= FIRST <= LAST <= 65535',
         lambda v: v == "" or _is_port_range(v),
     ),
+    "media_interfaces": (
+        "must be a list of IP addresses",
+        lambda v: _is_strings(v, _is_ip),
+    ),
     "media_public_ip": (
         "must be empty or an IPv4 address",
         lambda v: v == "" or _is_ipv4(v),
@@ -498,6 +504,13 @@ if _KINDS.keys() != _RULES.keys():
 def _is_port_range(value: Any) -> bool:
     match = re.fullmatch(r"([0-9]{1,5})-([0-9]{1,5})", value) if isinstance(value, str) else None
     return match is not None and 1024 <= int(match[1]) <= int(match[2]) <= 65535
+
+
+def _is_ip(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and ipaddress.ip_address(value) is not None
+    except ValueError:
+        return False
 
 
 def _is_ipv4(value: Any) -> bool:

@@ -72,6 +72,7 @@ class CallMediaHub:
             outlet_packets=s.media_queue_packets,
             udp_ports=_port_range(s.media_udp_ports),
             public_ip=s.media_public_ip or None,
+            interfaces=s.media_interfaces,
         )
         self.calls: dict[str, CallMedia] = {}
         self._sessions: dict[str, SignalSession] = {}  # participant id -> session doing media

@@ -17,8 +17,8 @@ def candidates(sdp: str) -> list[tuple[str, int]]:
     ]
 
 
-async def test_media_binds_in_the_port_range_and_flows(make_service):
-    service = await make_service(media_udp_ports="41000-41019")
+async def test_media_binds_on_the_chosen_address_in_the_port_range_and_flows(make_service):
+    service = await make_service(media_udp_ports="41000-41019", media_interfaces=("127.0.0.1",))
     call_id, kiosk, expert, ids = await active_call(service)
     kiosk_peer = MediaPeer(kiosk, call_id, colour=RED, tone=440)
     expert_peer = MediaPeer(expert, call_id, colour=GREEN, tone=880)
@@ -27,6 +27,7 @@ async def test_media_binds_in_the_port_range_and_flows(make_service):
         await expert_peer.start()
         found = candidates(result["sdp"])
         assert found and all(41000 <= port <= 41019 for _, port in found)
+        assert {host for host, _ in found} == {"127.0.0.1"}
         seen = await expert_peer.wait_checked(ids["caller"])
         assert near(seen["video"].colours[-1], RED)
     finally:
