@@ -138,7 +138,7 @@ def mean_colour(frame: av.VideoFrame) -> tuple[int, int, int]:
     return (sums[0] // count, sums[1] // count, sums[2] // count)
 
 
-def _encoder(codec: str, width: int, height: int, fps: int) -> Any:
+def _encoder(codec: str, width: int, height: int, fps: int, bitrate: int = 300_000) -> Any:
     name = {"vp8": "libvpx", "h264": "libx264"}[codec]
     ctx: Any = av.CodecContext.create(name, "w")
     ctx.width = width
@@ -146,7 +146,7 @@ def _encoder(codec: str, width: int, height: int, fps: int) -> Any:
     ctx.pix_fmt = "yuv420p"
     ctx.time_base = fractions.Fraction(1, fps)
     ctx.framerate = fractions.Fraction(fps, 1)
-    ctx.bit_rate = 300_000
+    ctx.bit_rate = bitrate
     ctx.thread_count = 1
     if codec == "vp8":
         ctx.options = {
@@ -184,12 +184,13 @@ def video_clip(
     height: int = 240,
     fps: int = 15,
     frames: int = 30,
+    bitrate: int = 300_000,
 ) -> VideoClip:
     """A looping clip of `frames` frames; counters 0..frames-1 are painted in."""
     pictures = [paint_frame(width, height, colour, n) for n in range(frames)]
     branches = []
     for start in range(frames):
-        encoded = _encode_all(_encoder(codec, width, height, fps), pictures[start:])
+        encoded = _encode_all(_encoder(codec, width, height, fps, bitrate), pictures[start:])
         if len(encoded) != frames - start:
             raise RuntimeError(f"{codec} encoder gave {len(encoded)} packets for {frames - start}")
         branches.append(tuple(encoded))
