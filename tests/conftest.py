@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aioice.ice
 import pytest
 from aiohttp.test_utils import TestServer
 from argon2 import PasswordHasher
@@ -18,6 +19,14 @@ from signaling.config import Settings
 from signaling.hub import Hub
 from signaling.keys import HUB, STORE
 from storage import MetadataStore
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """aioice never offers 127.0.0.1; in tests it offers only that (RECIPES.md, "ICE on
+    loopback"), so no media packet leaves the loopback interface."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
 
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 PASSWORD = "correct horse battery"
