@@ -300,14 +300,7 @@ async def admin_create_account(request: web.Request) -> web.Response:
     if role == EXPERT:
         on_duty = bool(_field(body, "on_duty", bool, required=False))
         store.set_expert_profile(account.id, specialties, on_duty)
-        profile = store.get_expert(account.id)
-        hub.dispatcher.upsert_expert(
-            profile.account_id,
-            profile.display_name,
-            profile.specialties,
-            availability=profile.availability,
-            on_duty=profile.on_duty,
-        )
+        hub.load_expert(account.id)
         hub.apply_effects()
     store.append_audit(principal.id, "account.created", account.id, {"role": role})
     return web.json_response({"account": _account_json(account)}, status=201)
@@ -325,16 +318,8 @@ async def admin_set_account_disabled(request: web.Request) -> web.Response:
     if disabled:
         hub.revoke(account_id)
     else:
-        profile = next((e for e in store.list_experts() if e.account_id == account_id), None)
-        if profile is not None:
-            hub.dispatcher.upsert_expert(
-                profile.account_id,
-                profile.display_name,
-                profile.specialties,
-                availability=profile.availability,
-                on_duty=profile.on_duty,
-                last_busy_at=profile.last_busy_at,
-            )
+        if store.get_account(account_id).role == EXPERT:
+            hub.load_expert(account_id)
             hub.apply_effects()
     return web.json_response({"account": _account_json(store.get_account(account_id))})
 
@@ -352,17 +337,9 @@ async def admin_set_expert(request: web.Request) -> web.Response:
     if on_duty is None:
         on_duty = current.on_duty
     store.set_expert_profile(account_id, specialties, on_duty)
+    hub.load_expert(account_id)
+    hub.apply_effects()
     profile = store.get_expert(account_id)
-    if not profile.disabled:
-        hub.dispatcher.upsert_expert(
-            profile.account_id,
-            profile.display_name,
-            profile.specialties,
-            availability=profile.availability,
-            on_duty=profile.on_duty,
-            last_busy_at=profile.last_busy_at,
-        )
-        hub.apply_effects()
     store.append_audit(
         principal.id,
         "expert.updated",

@@ -241,18 +241,24 @@ class Hub:
                     extra={"call_id": record.id},
                 )
         for profile in self.store.list_experts():
-            if not profile.disabled:
-                self.dispatcher.upsert_expert(
-                    profile.account_id,
-                    profile.display_name,
-                    profile.specialties,
-                    availability=profile.availability,
-                    on_duty=profile.on_duty,
-                    last_busy_at=profile.last_busy_at,
-                )
+            self.load_expert(profile.account_id)
         self.dispatcher.drain()
         self._spawn(self._timer_loop(), "dispatch-timers")
         self._spawn(self._recheck_loop(), "principal-recheck")
+
+    def load_expert(self, account_id: str) -> None:
+        """(Re)load an expert's profile from the store into dispatch (not if disabled)."""
+        profile = self.store.get_expert(account_id)
+        if profile.disabled:
+            return
+        self.dispatcher.upsert_expert(
+            profile.account_id,
+            profile.display_name,
+            profile.specialties,
+            availability=profile.availability,
+            on_duty=profile.on_duty,
+            last_busy_at=profile.last_busy_at,
+        )
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

@@ -76,15 +76,8 @@ class Service:
             self.store.set_expert_profile(
                 account.id, expert.get("specialties", ["neighbours"]), expert.get("on_duty", False)
             )
-            profile = self.store.get_expert(account.id)
-            self.hub.dispatcher.upsert_expert(
-                account.id,
-                profile.display_name,
-                profile.specialties,
-                availability=profile.availability,
-                on_duty=profile.on_duty,
-                last_busy_at=expert.get("last_busy_at", 0),
-            )
+            self.store.set_expert_last_busy(account.id, expert.get("last_busy_at", 0))
+            self.hub.load_expert(account.id)
             self.hub.apply_effects()
         return account.id
 
