@@ -259,8 +259,13 @@ async def get_call(request: web.Request) -> web.Response:
     record = store.get_call(call_id)
     view = _call_json(request, record)
     media = request.app[HUB].media.calls.get(call_id)
+    stored = store.media_stats(call_id)
     view["participants"] = [
-        {**_record(p), "media": media.stats(p.id) if media is not None else None}
+        {
+            **_record(p),
+            "media": (media.stats(p.id) if media is not None and p.id in media.peers else None)
+            or stored.get(p.id),
+        }
         for p in store.list_participants(call_id)
     ]
     view["invitations"] = [_record(i) for i in store.list_invitations(call_id)]

@@ -188,6 +188,8 @@ class CallMediaHub:
         if isinstance(effect, CallChanged) and effect.new == CallState.ENDED:
             media = self.calls.pop(effect.call.id, None)
             if media is not None:
+                for participant_id in media.peers:
+                    self._keep_stats(media, participant_id)
                 self._spawn(media.close())
             for p in effect.call.participants.values():
                 self._sessions.pop(p.id, None)
@@ -199,8 +201,15 @@ class CallMediaHub:
         ):
             media = self.calls.get(effect.call.id)
             self._sessions.pop(effect.participant.id, None)
-            if media is not None:
+            if media is not None and effect.participant.id in media.peers:
+                self._keep_stats(media, effect.participant.id)
                 self._spawn(media.leave(effect.participant.id))
+
+    def _keep_stats(self, media: CallMedia, participant_id: str) -> None:
+        """The call's record keeps each participant's last media figures."""
+        stats = media.stats(participant_id)
+        if stats:
+            self.hub.store.save_media_stats(participant_id, media.call_id, stats)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

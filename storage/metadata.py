@@ -705,6 +705,23 @@ class MetadataStore:
         rows = self._all("SELECT * FROM call_events WHERE call_id = ? ORDER BY seq", (call_id,))
         return [_record(CallEvent, r, detail=json.loads(r["detail"])) for r in rows]
 
+    def save_media_stats(self, participant_id: str, call_id: str, stats: dict[str, Any]) -> None:
+        """Keep a participant's last media figures (bitrate, loss, RTT, packets) with the call."""
+        self._write(
+            "INSERT INTO participant_media_stats (participant_id, call_id, stats, updated_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (participant_id) DO UPDATE SET"
+            " stats = excluded.stats, updated_at = excluded.updated_at",
+            (participant_id, call_id, json.dumps(stats, sort_keys=True), self._clock()),
+        )
+
+    def media_stats(self, call_id: str) -> dict[str, dict[str, Any]]:
+        """The stored media statistics of a call's participants, by participant id."""
+        rows = self._all(
+            "SELECT participant_id, stats FROM participant_media_stats WHERE call_id = ?",
+            (call_id,),
+        )
+        return {r["participant_id"]: json.loads(r["stats"]) for r in rows}
+
     def upsert_invitation(self, rec: InvitationRecord) -> None:
         """Store an invitation or update its state and ended_at."""
         try:

@@ -221,7 +221,27 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _v1_initial),)
+def _v2_media_stats(conn: sqlite3.Connection) -> None:
+    _run(
+        conn,
+        [
+            """
+            CREATE TABLE participant_media_stats (
+                participant_id TEXT NOT NULL PRIMARY KEY REFERENCES participants (id),
+                call_id TEXT NOT NULL REFERENCES calls (id),
+                stats TEXT NOT NULL,
+                updated_at INTEGER NOT NULL
+            )
+            """,
+            "CREATE INDEX media_stats_by_call ON participant_media_stats (call_id)",
+        ],
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _v1_initial),
+    Migration(2, "media statistics per participant", _v2_media_stats),
+)
 
 
 def current_version(conn: sqlite3.Connection) -> int:

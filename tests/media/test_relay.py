@@ -149,6 +149,10 @@ async def test_call_details_and_metrics_carry_media_stats_and_a_tap_sees_key_fra
         assert [s["from"] for s in stats[ids["expert"]]["received"]] == [ids["caller"]] * 2
         status, text = await service.http("GET", "/metrics")
         assert "mediation_media_participants 2.0" in text
+        await kiosk.request("call.leave", call_id=call_id)  # the figures stay with the call
+        status, body = await service.http("GET", f"/api/calls/{call_id}", token=token)
+        kept = {p["id"]: p["media"] for p in body["call"]["participants"]}
+        assert kept[ids["caller"]]["published"]["video"]["packets_in"] > 0
         forwarded = next(
             line
             for line in text.splitlines()

@@ -42,12 +42,12 @@ def raw(path: Path) -> sqlite3.Connection:
 def test_open_creates_parent_dirs_and_records_schema_version(
     store: MetadataStore, db_path: Path
 ) -> None:
-    """Opening a new file creates its directory, applies migration 1 and records it."""
+    """Opening a new file creates its directory, applies every migration and records them."""
     assert db_path.exists()
-    assert store.schema_version() == 1
+    assert store.schema_version() == 2
     with raw(db_path) as conn:
         rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
-    assert rows == [(1, "initial schema")]
+    assert rows == [(1, "initial schema"), (2, "media statistics per participant")]
 
 
 def test_reopen_does_not_rerun_migrations(db_path: Path, hasher: PasswordHasher) -> None:
@@ -59,7 +59,7 @@ def test_reopen_does_not_rerun_migrations(db_path: Path, hasher: PasswordHasher)
         applied = conn.execute("SELECT * FROM schema_migrations").fetchall()
     store = MetadataStore.open(db_path, hasher)
     try:
-        assert store.schema_version() == 1
+        assert store.schema_version() == 2
         assert store.get_dispute_type("family").name_zh == "家庭"
         assert not store.get_dispute_type("family").active
     finally:
@@ -78,13 +78,15 @@ def test_missing_migrations_apply_in_order_once(db_path: Path, hasher: PasswordH
 
     conn = raw(db_path)
     try:
-        assert apply_migrations(conn, (*MIGRATIONS, step(2), step(3))) == 3
-        assert apply_migrations(conn, (*MIGRATIONS, step(2), step(3), step(4))) == 4
+        top = MIGRATIONS[-1].version
+        assert apply_migrations(conn, (*MIGRATIONS, step(top + 1), step(top + 2))) == top + 2
+        more = (*MIGRATIONS, step(top + 1), step(top + 2), step(top + 3))
+        assert apply_migrations(conn, more) == top + 3
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
     finally:
         conn.close()
-    assert ran == [2, 3, 4]
-    assert versions == [1, 2, 3, 4]
+    assert ran == [top + 1, top + 2, top + 3]
+    assert versions == list(range(1, top + 4))
 
 
 def test_failed_migration_rolls_back_the_whole_batch(db_path: Path, hasher: PasswordHasher) -> None:
@@ -100,8 +102,10 @@ def test_failed_migration_rolls_back_the_whole_batch(db_path: Path, hasher: Pass
     conn = raw(db_path)
     try:
         with pytest.raises(RuntimeError):
+            top = MIGRATIONS[-1].version
             apply_migrations(
-                conn, (*MIGRATIONS, Migration(2, "ok", create), Migration(3, "x", fail))
+                conn,
+                (*MIGRATIONS, Migration(top + 1, "ok", create), Migration(top + 2, "x", fail)),
             )
         assert not conn.in_transaction
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
@@ -109,7 +113,7 @@ def test_failed_migration_rolls_back_the_whole_batch(db_path: Path, hasher: Pass
     finally:
         conn.close()
     assert "extra" not in tables
-    assert versions == [1]
+    assert versions == [m.version for m in MIGRATIONS]
 
 
 def test_database_from_newer_software_is_refused(db_path: Path, hasher: PasswordHasher) -> None:
@@ -117,7 +121,8 @@ def test_database_from_newer_software_is_refused(db_path: Path, hasher: Password
     MetadataStore.open(db_path, hasher).close()
     conn = raw(db_path)
     try:
-        apply_migrations(conn, (*MIGRATIONS, Migration(2, "future", lambda c: None)))
+        future = Migration(MIGRATIONS[-1].version + 1, "future", lambda c: None)
+        apply_migrations(conn, (*MIGRATIONS, future))
     finally:
         conn.close()
     with pytest.raises(StorageError, match="newer"):
@@ -826,3 +831,23 @@ def test_deleted_audit_row_is_detected_at_the_next_seq(store: MetadataStore, db_
     finally:
         conn.close()
     assert store.verify_audit() == 3
+
+
+def test_a_version_1_database_is_migrated_to_version_2_at_open(
+    db_path: Path, hasher: PasswordHasher
+) -> None:
+    """An existing database from the first release gains the media statistics table."""
+    import sqlite3
+
+    from storage.migrations import MIGRATIONS, apply_migrations
+
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path)
+    apply_migrations(conn, MIGRATIONS[:1])
+    conn.close()
+    store = MetadataStore.open(db_path, hasher)
+    try:
+        assert store.schema_version() == 2
+        assert store.media_stats("no-call") == {}
+    finally:
+        store.close()
