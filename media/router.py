@@ -697,21 +697,23 @@ class CallMedia:
             await old.close()
         peer = Peer(self, participant_id, visible=visible)
         self.peers[participant_id] = peer
+        # Sections for what the offer sends, made first so that the call's codecs are the
+        # only ones aiortc negotiates (it matches them to the offer's sections by kind).
+        for line in offer_sdp.splitlines():
+            if line.startswith(("m=audio", "m=video")):
+                transceiver = peer.pc.addTransceiver(line[2:7], direction="recvonly")
+                self.prefer_codecs(transceiver)
         try:
             await peer.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             peer.bind_candidates()
-            for transceiver in peer.pc.getTransceivers():
-                self.prefer_codecs(transceiver)
-                transceiver.direction = "recvonly"
             answer = await peer.pc.createAnswer()
             await peer.pc.setLocalDescription(answer)
         except Exception as err:
             await self._drop(participant_id)
+            if "video description" in str(err):
+                raise CodecUnsupported(f"the call's video codec is {self.video_codec}") from err
             raise NegotiationFailed(f"cannot answer the offer: {err}") from err
         for transceiver in peer.pc.getTransceivers():
-            if transceiver.kind == "video" and not transceiver._codecs:
-                await self._drop(participant_id)
-                raise CodecUnsupported(f"the call's video codec is {self.video_codec}")
             if visible and transceiver._codecs and transceiver.kind not in peer.published:
                 peer._publish(transceiver)
         for other in self.peers.values():

@@ -37,6 +37,16 @@ async def test_join_and_leave_mid_call_do_not_interrupt_the_others(service):
             assert "disconnected" not in peer.connection_states
             assert "failed" not in peer.connection_states
         assert ids[3] not in service.hub.media.calls[call_id].peers
+        # The departed visitor's sections are inactive and are reused by the next joiner.
+        server_peer = service.hub.media.calls[call_id].peers[ids[0]]
+        sections = len(server_peer.slots)
+        answered = watcher.offers_answered
+        newcomer = MediaPeer(clients[4], call_id, colour=COLOURS[4], tone=TONES[4])
+        await newcomer.start()
+        await watcher.wait_checked(ids[4])
+        assert len(server_peer.slots) == sections
+        await until(lambda: watcher.offers_answered > answered, watcher.changed)
+        await newcomer.close()
     finally:
         for peer in (*stayers, visitor):
             await peer.close()
@@ -62,3 +72,29 @@ async def test_mute_and_camera_off_reach_the_others(service):
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_a_joiner_that_cannot_receive_the_calls_codec_is_refused(service):
+    """A VP8 call: an offer with only H.264 video gets codec_unsupported."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+
+    from signaling.client import ClientError
+
+    call_id, clients, ids = await six_party_call(service)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio", direction="sendonly")
+        video = pc.addTransceiver("video", direction="sendonly")
+        video.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+        )
+        await pc.setLocalDescription(await pc.createOffer())
+        try:
+            await clients[0].request("media.join", call_id=call_id, sdp=pc.localDescription.sdp)
+        except ClientError as err:
+            assert err.code == "codec_unsupported"
+        else:
+            raise AssertionError("an H.264-only offer was accepted into a VP8 call")
+        assert ids[0] not in service.hub.media.calls[call_id].peers
+    finally:
+        await pc.close()
