@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import aiortc
-
 from dispatch import (
     CHEAP_HASHER,
     HOST,
@@ -47,12 +46,13 @@ from dispatch import (
     proc_rss_kib,
 )
 from relay_peer import write_clips
+
 from storage import MetadataStore
 
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -67,6 +67,39 @@ SERVER_SETTINGS = {
     "rate_limit_burst": "2000",
     "rate_limit_close_after": "100000",
 }
+
+
+class ProfiledServer(Server):
+    """The same server under cProfile (whole lifetime; its CPU figures are then inflated)."""
+
+    def __init__(self, *args: Any, profile_path: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.profile_path = profile_path
+
+    @property
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "cProfile", "-o", str(self.profile_path),
+            "-m", "signaling.cli", "serve", "--host", HOST, "--port", str(self.port),
+        ]  # fmt: skip
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    import io
+    import pstats
+
+    if not path.exists():
+        print(f"profile:    {path} was not written (the server did not exit normally)")
+        return
+    text = io.StringIO()
+    stats = pstats.Stats(str(path), stream=text)
+    stats.sort_stats("tottime").print_stats(top)
+    print(f"profile:    server under cProfile, top {top} by own time (saved in {path}):")
+    lines = text.getvalue().splitlines()
+    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+    for line in lines[start:]:
+        if line.strip():
+            print(f"    {line}")
 
 
 # --- /proc ---------------------------------------------------------------------------------------
@@ -89,7 +122,7 @@ def proc_threads(pid: int) -> int:
     return 0
 
 
-# --- provisioning ----------------------------------------------------------------------------------
+# --- provisioning ---------------------------------------------------------------------------
 
 
 def provision(db_path: Path, calls: int) -> list[tuple[str, str]]:
@@ -110,7 +143,7 @@ def provision(db_path: Path, calls: int) -> list[tuple[str, str]]:
     return pairs
 
 
-# --- load-peer processes ---------------------------------------------------------------------------
+# --- load-peer processes --------------------------------------------------------------------
 
 
 class LoadProcess:
@@ -139,9 +172,7 @@ class LoadProcess:
 
     async def start(self, timeout: float) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIATION_")}
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
-        )
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
         self.proc = await asyncio.create_subprocess_exec(
             *self.command,
             stdin=asyncio.subprocess.PIPE,
@@ -224,20 +255,25 @@ class Results:
     setups: dict[int, dict[str, float]] = field(default_factory=dict)
     failed_calls: dict[int, str] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
-    exit_status: int = 0
 
 
 def fmt(value: float, digits: int = 1) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-async def run(args: argparse.Namespace, tmp: Path, clip_info: dict[str, Any]) -> int:
+async def run(args: argparse.Namespace, tmp: Path) -> int:
     out = print
     res = Results()
     data_dir = tmp / "data"
     data_dir.mkdir()
     pairs = provision(data_dir / "metadata.sqlite3", args.calls)
-    server = Server(data_dir, args.port or free_port(), {**SERVER_SETTINGS, **args.settings})
+    settings = {**SERVER_SETTINGS, **args.settings}
+    port = args.port or free_port()
+    server = (
+        ProfiledServer(data_dir, port, settings, profile_path=args.profile_server)
+        if args.profile_server
+        else Server(data_dir, port, settings)
+    )
     workers: list[LoadProcess] = []
     cores = os.cpu_count() or 1
     try:
@@ -259,7 +295,6 @@ async def run(args: argparse.Namespace, tmp: Path, clip_info: dict[str, Any]) ->
         # and idle when kiosk i launches, so the ring reaches the expert in the same process.
         for i, (device_token, expert_token) in enumerate(pairs):
             worker = workers[i % len(workers)]
-            t = time.monotonic()
             try:
                 await worker.send(
                     cmd="setup", call=i, device_token=device_token, expert_token=expert_token
@@ -268,7 +303,7 @@ async def run(args: argparse.Namespace, tmp: Path, clip_info: dict[str, Any]) ->
             except Exception as err:  # noqa: BLE001 - reported below
                 ready = {"ok": False, "error": repr(err)}
             if ready.get("ok"):
-                res.setups[i] = {**ready["timings"], "total": time.monotonic() - t}
+                res.setups[i] = ready["timings"]
             else:
                 res.failed_calls[i] = str(ready.get("error"))
             if not server.running:
@@ -355,9 +390,7 @@ async def run(args: argparse.Namespace, tmp: Path, clip_info: dict[str, Any]) ->
                 if any(s != "connected" for s in call["states"]):
                     peer_errors.append(f"call {call['call']}: client states {call['states']}")
                 peer_errors.extend(f"call {call['call']}: {e}" for e in call["errors"])
-        delivery = {
-            k: (100 * received[k] / sent[k] if sent[k] else math.nan) for k in KINDS
-        }
+        delivery = {k: (100 * received[k] / sent[k] if sent[k] else math.nan) for k in KINDS}
         lat = {k: sorted(v) for k, v in latency.items()}
         mach_busy = 100 * (mach1[0] - mach0[0]) / (mach1[2] - mach0[2])
         mach_steal = 100 * (mach1[1] - mach0[1]) / (mach1[2] - mach0[2])
@@ -384,9 +417,10 @@ async def run(args: argparse.Namespace, tmp: Path, clip_info: dict[str, Any]) ->
             f" ({100 * cpu / window:.1f}% of one); RSS {rss_kib / 1024:.1f} MiB; {threads} threads"
         )
         out(
-            f"machine:    busy {mach_busy:.1f}% of {cores} cores in the window (steal"
-            f" {mach_steal:.1f}%); load peers {load_cpu:.2f} CPU-s ="
-            f" {100 * load_cpu / window / cores:.1f}% of {cores} cores"
+            f"machine:    load peers {load_cpu:.2f} CPU-s ="
+            f" {100 * load_cpu / window / cores:.1f}% of {cores} cores; /proc/stat busy"
+            f" {mach_busy:.1f}% (tick-sampled: reads low for bursty loads), steal"
+            f" {mach_steal:.1f}%"
         )
         lag = [r["loop_lag_ms"] for r in reports]
         out(
@@ -402,14 +436,14 @@ async def run(args: argparse.Namespace, tmp: Path, clip_info: dict[str, Any]) ->
             out(
                 f"latency:    {kind} ({what}, publisher send -> subscriber arrival, ms):"
                 f" p50 {fmt(percentile(values, 50), 2)}, p95 {fmt(percentile(values, 95), 2)},"
-                f" p99 {fmt(percentile(values, 99), 2)}, max {fmt(max(values, default=math.nan), 2)}"
-                f" (n={len(values)})"
+                f" p99 {fmt(percentile(values, 99), 2)},"
+                f" max {fmt(max(values, default=math.nan), 2)} (n={len(values)})"
             )
         for kind in KINDS:
             out(
                 f"delivery:   {kind}: {received[kind]}/{sent[kind]} packets ="
                 f" {fmt(delivery[kind], 2)}%"
-                + (f"; {incomplete[kind]} frames without their marker packet" if incomplete[kind] else "")
+                + (f"; {incomplete[kind]} frames lacked the marker" if incomplete[kind] else "")
                 + (f"; {repeats[kind]} retransmitted" if repeats[kind] else "")
                 + (f"; {duplicates[kind]} duplicates received" if duplicates[kind] else "")
             )
@@ -473,6 +507,8 @@ async def run(args: argparse.Namespace, tmp: Path, clip_info: dict[str, Any]) ->
             for line in w.stderr[-10:]:
                 out(f"    {line}")
     out("errors:     " + ("; ".join(res.errors) if res.errors else "none"))
+    if args.profile_server:
+        print_profile(args.profile_server)
     for line in res.lines:
         out(line)
     return 1 if res.errors else 0
@@ -500,6 +536,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--verbose", action="store_true", help="per-call delivery lines")
     parser.add_argument(
+        "--profile-server",
+        type=Path,
+        metavar="FILE",
+        help="run the server under cProfile, save the stats to FILE, print the top functions"
+        " (CPU figures of such a run are inflated: use it for the shape, not the numbers)",
+    )
+    parser.add_argument(
         "--server-setting",
         action="append",
         default=[],
@@ -511,6 +554,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--calls and --duration must be positive, --warmup and --processes >= 0")
     if not 1 <= args.fps <= 60 or not 2 <= args.clip_frames <= 300:
         parser.error("--fps must be 1..60 and --clip-frames 2..300")
+    if args.profile_server is not None:
+        args.profile_server = args.profile_server.resolve()
     if args.processes == 0:
         args.processes = min(5, math.ceil(args.calls / 2))
     args.processes = min(args.processes, args.calls)
@@ -547,8 +592,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"temp dir:   {tmp} (removed at the end)")
         if uvloop is not None:
-            return uvloop.run(run(args, tmp, info))
-        return asyncio.run(run(args, tmp, info))
+            return uvloop.run(run(args, tmp))
+        return asyncio.run(run(args, tmp))
     except KeyboardInterrupt:
         print("bench: interrupted (load peers and server stopped)", file=sys.stderr)
         return 130

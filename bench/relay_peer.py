@@ -60,7 +60,7 @@ from signaling.peer import ClipAudioTrack, ClipVideoTrack, loopback_only
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 log = logging.getLogger("relay_peer")
 
@@ -458,11 +458,12 @@ class Worker:
 
     async def probe(self) -> None:
         """Event-loop lag: how late a 20 ms sleep wakes up (load peers' own delay)."""
-        loop = asyncio.get_running_loop()
+        # time.monotonic(), not loop.time(): uvloop's clock has millisecond resolution.
         while True:
-            due = loop.time() + LAG_PROBE_S
+            due = time.monotonic() + LAG_PROBE_S
             await asyncio.sleep(LAG_PROBE_S)
-            self.lags.append((time.monotonic(), max(0.0, loop.time() - due)))
+            now = time.monotonic()
+            self.lags.append((now, max(0.0, now - due)))
 
     async def setup(self, msg: dict[str, Any]) -> None:
         call = Call(int(msg["call"]))
@@ -477,6 +478,22 @@ class Worker:
             )
         except Exception as err:  # noqa: BLE001 - reported to the parent
             detail = repr(err) if not isinstance(err, TimeoutError) else "timed out"
+            stages = ("connect", "ring", "active", "joined", "media")
+            done = [s for s in stages if s in call.timings]
+            detail += f" (steps done: {', '.join(done) or 'none'}"
+            if "joined" in done:
+                waiting = [
+                    f"{side} has no {kind}"
+                    for side, peer in (("kiosk", call.kiosk_peer), ("expert", call.expert_peer))
+                    if peer is not None
+                    for kind in ("audio", "video")
+                    if not peer.received[kind].first.is_set()
+                ]
+                detail += f"; {', '.join(waiting)}"
+            peer_errors = [e for p in call.peers() for e in p.errors]
+            if peer_errors:
+                detail += f"; peer errors: {'; '.join(peer_errors[:3])}"
+            detail += ")"
             self.write({"type": "ready", "call": msg["call"], "ok": False, "error": detail})
             log.warning("call %s setup failed: %s", msg["call"], traceback.format_exc())
             # Leave nothing behind (an available expert could take the next call's ring).

@@ -56,9 +56,16 @@ async def test_private_attributes_used_by_the_hooks_exist():
         dtls = receiver.transport
         assert isinstance(dtls, RTCDtlsTransport)
         assert hasattr(dtls, "_tx_srtp") and hasattr(dtls, "_rx_srtp")
+        assert dtls._state is hooks.DtlsState.NEW
         connection = dtls.transport._connection
         assert isinstance(connection, aioice.Connection)
         assert connection._nominated == {}
         assert callable(aioice.ice.get_host_addresses)
     finally:
         await pc.close()
+
+
+def test_our_ntp_clock_agrees_with_aiortcs():
+    from aiortc.clock import current_ntp_time
+
+    assert abs(hooks.ntp_now() - current_ntp_time()) < (1 << 32) // 100  # within 10 ms
