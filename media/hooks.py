@@ -51,6 +51,8 @@ from aiortc.rtp import (
     RtcpSrPacket,
     RtpPacket,
 )
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 log = logging.getLogger(__name__)
 
@@ -281,14 +283,27 @@ def ice_connection(dtls: RTCDtlsTransport) -> aioice.Connection:
     return connection
 
 
+SRTP_TRAILER = 16  # room SRTP needs after the packet (pylibsrtp's SRTP_MAX_TRAILER_LEN)
+_SRTP_LENGTH = _srtp_ffi.new("int *")
+
+
 class RtpOutput:
-    """Protect and send RTP on a DTLS transport's selected ICE pair, without awaiting."""
+    """Protect and send RTP on a DTLS transport's selected ICE pair, without awaiting.
+
+    `send_rtp` writes header and payload straight into pylibsrtp's own C buffer,
+    protects in place with libsrtp (`srtp_protect`) and sends from there: no
+    intermediate packet object and one copy less than `Session.protect`
+    (RECIPES.md: in-place protection saved 15-20% of the forwarding CPU).
+    """
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
 
     def send(self, packet: bytes) -> bool:
         """Returns False when the transport is not (or no longer) able to send."""
+        return self.send_rtp(packet[:12], packet[12:])
+
+    def send_rtp(self, header: bytes, payload: bytes) -> bool:
         dtls = self._dtls
         srtp = dtls._tx_srtp
         if srtp is None or dtls._state is not DtlsState.CONNECTED:
@@ -296,8 +311,27 @@ class RtpOutput:
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None or pair.protocol.transport is None:
             return False
-        pair.protocol.transport.sendto(srtp.protect(packet), pair.remote_addr)
+        protected = protect_in_place(srtp, header, payload)
+        if protected is None:
+            return False
+        pair.protocol.transport.sendto(protected, pair.remote_addr)
         return True
+
+
+def protect_in_place(srtp: pylibsrtp.Session, header: bytes, payload: bytes) -> bytes | None:
+    """SRTP-protect header+payload in the session's own buffer; None if libsrtp refuses."""
+    size = len(header) + len(payload)
+    cdata = srtp._cdata
+    if size > len(cdata) - SRTP_TRAILER:
+        return srtp.protect(header + payload)
+    buffer = srtp._buffer
+    buffer[0 : len(header)] = header
+    buffer[len(header) : size] = payload
+    _SRTP_LENGTH[0] = size
+    if _srtp_lib.srtp_protect(srtp._srtp[0], cdata, _SRTP_LENGTH) != 0:
+        return None
+    protected: bytes = buffer[0 : _SRTP_LENGTH[0]]
+    return protected
 
 
 def rtp_output(dtls: RTCDtlsTransport) -> RtpOutput:

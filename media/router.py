@@ -36,7 +36,7 @@ from aiortc.rtp import RtpPacket
 from aiortc.sdp import candidate_from_sdp
 
 from media import hooks
-from media.rtp import Rewriter, RtpHeader, build_packet, keyframe_start, parse_header
+from media.rtp import Rewriter, RtpHeader, build_header, keyframe_start, parse_header
 from media.sdp import cap_bandwidth
 
 log = logging.getLogger(__name__)
@@ -194,8 +194,8 @@ class Stream:
             self.slot.rewriter.resync = True
         rewriter = self.slot.rewriter
         seq, ts = rewriter.map(header)
-        data = build_packet(header.marker, rewriter.payload_type, seq, ts, rewriter.ssrc, payload)
-        self.subscriber.outlet.push(self, data, ts, len(payload))
+        rtp_header = build_header(header.marker, rewriter.payload_type, seq, ts, rewriter.ssrc)
+        self.subscriber.outlet.push(self, rtp_header, payload, ts)
 
     def restart(self) -> None:
         """Hold packets until the next key frame, and ask for one.
@@ -241,14 +241,14 @@ class Outlet:
     def __init__(self, peer: Peer, bound: int) -> None:
         self.peer = peer
         self.bound = bound
-        self.queue: deque[tuple[Stream, bytes, int, int]] = deque()
+        self.queue: deque[tuple[Stream, bytes, bytes, int]] = deque()  # header, payload, ts
         self.stalled = False  # test hook: a network that stops draining
         self.stats = OutletStats()
         self.output: hooks.RtpOutput | None = None
 
-    def push(self, stream: Stream, data: bytes, timestamp: int, payload_bytes: int) -> None:
+    def push(self, stream: Stream, header: bytes, payload: bytes, timestamp: int) -> None:
         if not self.stalled and not self.queue:
-            self._send(stream, data, timestamp, payload_bytes)
+            self._send(stream, header, payload, timestamp)
             return
         if len(self.queue) >= self.bound:
             if stream.kind == "video":
@@ -267,7 +267,7 @@ class Outlet:
             else:
                 stream.dropped += 1
                 return  # only video queued: this audio packet goes (video is never cut)
-        self.queue.append((stream, data, timestamp, payload_bytes))
+        self.queue.append((stream, header, payload, timestamp))
         self.peer.call.changed.set()
 
     def set_stalled(self, stalled: bool) -> None:
@@ -276,17 +276,17 @@ class Outlet:
             while self.queue and not self.stalled:
                 self._send(*self.queue.popleft())
 
-    def _send(self, stream: Stream, data: bytes, timestamp: int, payload_bytes: int) -> None:
+    def _send(self, stream: Stream, header: bytes, payload: bytes, timestamp: int) -> None:
         output = self.output
-        if output is None or not output.send(data):
+        if output is None or not output.send_rtp(header, payload):
             # The transport is not up (yet or any more): start over at a key frame.
             stream.dropped += 1
             stream.restart()
             return
         stream.forwarded += 1
-        stream.delivered = (int.from_bytes(data[2:4], "big"), timestamp)
+        stream.delivered = (int.from_bytes(header[2:4], "big"), timestamp)
         self.stats.sent += 1
-        hooks.record_sent(stream.slot.transceiver.sender, timestamp, payload_bytes)
+        hooks.record_sent(stream.slot.transceiver.sender, timestamp, len(payload))
 
 
 @dataclass(frozen=True)

@@ -64,16 +64,20 @@ def parse_header(data: bytes) -> RtpHeader:
     )
 
 
+def build_header(
+    marker: bool, payload_type: int, sequence: int, timestamp: int, ssrc: int
+) -> bytes:
+    """A plain 12-byte RTP header: no CSRCs, no header extensions, no padding."""
+    return RTP_HEADER.pack(
+        0x80, (0x80 if marker else 0) | payload_type, sequence, timestamp & 0xFFFFFFFF, ssrc
+    )
+
+
 def build_packet(
     marker: bool, payload_type: int, sequence: int, timestamp: int, ssrc: int, payload: bytes
 ) -> bytes:
     """A plain RTP packet: no CSRCs, no header extensions, no padding."""
-    return (
-        RTP_HEADER.pack(
-            0x80, (0x80 if marker else 0) | payload_type, sequence, timestamp & 0xFFFFFFFF, ssrc
-        )
-        + payload
-    )
+    return build_header(marker, payload_type, sequence, timestamp, ssrc) + payload
 
 
 def vp8_keyframe_start(payload: bytes) -> bool:

@@ -65,6 +65,37 @@ async def test_private_attributes_used_by_the_hooks_exist():
         await pc.close()
 
 
+def test_pylibsrtp_internals_for_in_place_protection_exist():
+    import pylibsrtp
+    from pylibsrtp._binding import lib
+
+    assert callable(lib.srtp_protect)
+    key = bytes(range(30))
+    policy = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    session = pylibsrtp.Session(policy)
+    assert len(session._cdata) >= 1500 and len(session._buffer) == len(session._cdata)
+    assert session._srtp[0] is not None
+
+
+def test_in_place_protection_gives_the_same_bytes_as_pylibsrtp():
+    import pylibsrtp
+
+    from media.rtp import build_header
+
+    key = bytes(range(30))
+
+    def session():
+        return pylibsrtp.Session(
+            pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        )
+
+    ours, theirs = session(), session()
+    for seq in range(3):
+        header = build_header(seq == 2, 96, 1000 + seq, 90000 * seq, 0xABCDEF)
+        payload = bytes([seq]) * 900
+        assert hooks.protect_in_place(ours, header, payload) == theirs.protect(header + payload)
+
+
 def test_our_ntp_clock_agrees_with_aiortcs():
     from aiortc.clock import current_ntp_time
 
