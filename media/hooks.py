@@ -318,6 +318,20 @@ class RtpOutput:
         return True
 
 
+def unprotect_in_place(srtp: pylibsrtp.Session, data: bytes) -> memoryview | None:
+    """SRTP-unprotect in the session's own buffer; a view valid until the next call."""
+    size = len(data)
+    cdata = srtp._cdata
+    if size > len(cdata):
+        return None
+    buffer = srtp._buffer
+    buffer[0:size] = data
+    _SRTP_LENGTH[0] = size
+    if _srtp_lib.srtp_unprotect(srtp._srtp[0], cdata, _SRTP_LENGTH) != 0:
+        return None
+    return memoryview(buffer)[0 : _SRTP_LENGTH[0]]
+
+
 def protect_in_place(srtp: pylibsrtp.Session, header: bytes, payload: bytes) -> bytes | None:
     """SRTP-protect header+payload in the session's own buffer; None if libsrtp refuses."""
     size = len(header) + len(payload)
@@ -354,7 +368,7 @@ class FastPath:
         self,
         dtls: RTCDtlsTransport,
         known: Callable[[int], bool],
-        on_rtp: Callable[[bytes], None],
+        on_rtp: Callable[[memoryview], None],
     ) -> None:
         self.packets = 0
         self.installed = False
@@ -373,9 +387,8 @@ class FastPath:
             ):
                 srtp = dtls._rx_srtp
                 if srtp is not None:
-                    try:
-                        plain = srtp.unprotect(data)
-                    except pylibsrtp.Error:
+                    plain = unprotect_in_place(srtp, data)
+                    if plain is None:
                         return  # as aiortc would: a packet that fails authentication is dropped
                     self.packets += 1
                     on_rtp(plain)
@@ -387,6 +400,6 @@ class FastPath:
 
 
 def install_fast_path(
-    dtls: RTCDtlsTransport, known: Callable[[int], bool], on_rtp: Callable[[bytes], None]
+    dtls: RTCDtlsTransport, known: Callable[[int], bool], on_rtp: Callable[[memoryview], None]
 ) -> FastPath:
     return FastPath(dtls, known, on_rtp)

@@ -477,8 +477,12 @@ class Peer:
         )
         self._forward(published, header, packet.payload, arrival_ms)
 
-    def _on_datagram(self, plain: bytes) -> None:
-        """Fast path: a decrypted RTP packet of a known publisher SSRC, straight off the socket."""
+    def _on_datagram(self, plain: memoryview) -> None:
+        """Fast path: a decrypted RTP packet of a known publisher SSRC, straight off the socket.
+
+        `plain` is a view of libsrtp's buffer, valid only during this call: the payload
+        is copied out once (forwarding and taps keep that copy).
+        """
         try:
             header = parse_header(plain)
         except ValueError:
@@ -494,7 +498,7 @@ class Peer:
         self._forward(
             published,
             header,
-            plain[header.payload_offset : header.payload_end],
+            bytes(plain[header.payload_offset : header.payload_end]),
             int(time.time() * 1000),
         )
 

@@ -35,7 +35,7 @@ def is_rtcp(data: bytes) -> bool:
     return len(data) >= 2 and 192 <= data[1] <= 223
 
 
-def parse_header(data: bytes) -> RtpHeader:
+def parse_header(data: bytes | memoryview) -> RtpHeader:
     """Parse an RTP header; raises ValueError on a malformed packet."""
     if len(data) < 12:
         raise ValueError("RTP packet shorter than its header")

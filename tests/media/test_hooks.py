@@ -100,3 +100,21 @@ def test_our_ntp_clock_agrees_with_aiortcs():
     from aiortc.clock import current_ntp_time
 
     assert abs(hooks.ntp_now() - current_ntp_time()) < (1 << 32) // 100  # within 10 ms
+
+
+def test_in_place_unprotection_recovers_the_packet():
+    import pylibsrtp
+
+    from media.rtp import build_header
+
+    key = bytes(range(30))
+    sender = pylibsrtp.Session(
+        pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    )
+    receiver = pylibsrtp.Session(
+        pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    )
+    packet = build_header(True, 96, 7, 1234, 42) + b"payload" * 50
+    view = hooks.unprotect_in_place(receiver, sender.protect(packet))
+    assert view is not None and bytes(view) == packet
+    assert hooks.unprotect_in_place(receiver, b"\x80" + bytes(40)) is None  # fails authentication
