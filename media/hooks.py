@@ -170,17 +170,29 @@ class Feedback:
 
 
 def intercept_sender_feedback(sender: RTCRtpSender, handler: Callable[[Feedback], None]) -> None:
-    """NACK, PLI and FIR from the subscriber go to `handler`; reports still feed RTT stats."""
+    """NACK, PLI and FIR from the subscriber go to `handler`; reports still feed RTT stats.
+
+    Every RTCP packet also reaches `handler` (as kind "report" when it is none of those),
+    so a receive-only participant counts as alive. The handler runs inside aiortc's
+    transport loop: an exception there would end the connection, so it is logged instead.
+    """
     original = sender._handle_rtcp_packet
+
+    def tell(feedback: Feedback) -> None:
+        try:
+            handler(feedback)
+        except Exception:
+            log.exception("subscriber feedback handling failed")
 
     async def handle_rtcp_packet(packet: Any) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            handler(Feedback("nack", tuple(packet.lost)))
+            tell(Feedback("nack", tuple(packet.lost)))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            handler(Feedback("keyframe"))
+            tell(Feedback("keyframe"))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            return  # REMB: not forwarded (the publisher's bitrate is capped in SDP)
+            tell(Feedback("report"))  # REMB: not forwarded (the publisher is capped in SDP)
         else:
+            tell(Feedback("report"))
             await original(packet)
 
     sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
@@ -211,6 +223,47 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
         original()
 
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+def keep_negotiated_codecs(transceiver: RTCRtpTransceiver) -> None:
+    """Offer this section again with the payload types and extension ids agreed for it.
+
+    aiortc's `createOffer` resets every section to its own default payload types and
+    header-extension ids. For a section a browser sends on (its first offer chose the
+    numbers), a re-offer with other numbers makes the browser switch payload types
+    mid-call, which the relay's receivers would no longer recognise. Marked sections
+    keep their numbers: `create_media_description_for_transceiver` is wrapped (once,
+    process-wide) to restore them; unmarked sections (clients', tests') are untouched.
+    """
+    _install_codec_keeper()
+    transceiver._relay_keep = (  # type: ignore[attr-defined]
+        list(transceiver._codecs),
+        list(transceiver._headerExtensions),
+    )
+
+
+_codec_keeper_installed = False
+
+
+def _install_codec_keeper() -> None:
+    global _codec_keeper_installed
+    if _codec_keeper_installed:
+        return
+    import aiortc.rtcpeerconnection as pc_module
+
+    original = pc_module.create_media_description_for_transceiver
+
+    def create_media_description_for_transceiver(
+        transceiver: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        kept = getattr(transceiver, "_relay_keep", None)
+        if kept is not None:
+            transceiver._codecs = list(kept[0])
+            transceiver._headerExtensions = list(kept[1])
+        return original(transceiver, *args, **kwargs)
+
+    pc_module.create_media_description_for_transceiver = create_media_description_for_transceiver
+    _codec_keeper_installed = True
 
 
 def negotiated_payload_type(transceiver: RTCRtpTransceiver) -> int | None:
@@ -283,7 +336,7 @@ def ice_connection(dtls: RTCDtlsTransport) -> aioice.Connection:
     return connection
 
 
-SRTP_TRAILER = 16  # room SRTP needs after the packet (pylibsrtp's SRTP_MAX_TRAILER_LEN)
+SRTP_TRAILER = 144  # room libsrtp may need after a packet (pylibsrtp's SRTP_MAX_TRAILER_LEN)
 _SRTP_LENGTH = _srtp_ffi.new("int *")
 
 
@@ -337,7 +390,7 @@ def protect_in_place(srtp: pylibsrtp.Session, header: bytes, payload: bytes) -> 
     size = len(header) + len(payload)
     cdata = srtp._cdata
     if size > len(cdata) - SRTP_TRAILER:
-        return srtp.protect(header + payload)
+        return None  # larger than any packet a WebRTC peer sends (MTU ~1200): dropped
     buffer = srtp._buffer
     buffer[0 : len(header)] = header
     buffer[len(header) : size] = payload
@@ -372,6 +425,7 @@ class FastPath:
     ) -> None:
         self.packets = 0
         self.installed = False
+        self.blocked = False  # test hook: drop every datagram from the participant
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
             return
@@ -379,6 +433,8 @@ class FastPath:
         original = protocol.datagram_received
 
         def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+            if self.blocked:
+                return  # test hook: the participant's network is cut (nothing arrives)
             if (
                 len(data) >= 12
                 and 128 <= data[0] <= 191

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -36,7 +37,14 @@ from aiortc.rtp import RtpPacket
 from aiortc.sdp import candidate_from_sdp
 
 from media import hooks
-from media.rtp import Rewriter, RtpHeader, build_header, keyframe_start, parse_header
+from media.rtp import (
+    Rewriter,
+    RtpHeader,
+    build_header,
+    keyframe_start,
+    parse_header,
+    seq_newer,
+)
 from media.sdp import cap_bandwidth
 
 log = logging.getLogger(__name__)
@@ -197,8 +205,8 @@ class Stream:
         rtp_header = build_header(header.marker, rewriter.payload_type, seq, ts, rewriter.ssrc)
         self.subscriber.outlet.push(self, rtp_header, payload, ts)
 
-    def restart(self) -> None:
-        """Hold packets until the next key frame, and ask for one.
+    def restart(self, *, request: bool = True) -> None:
+        """Hold packets until the next key frame, and (if `request`) ask for one.
 
         Sequence numbers given to packets that were then dropped are taken back,
         so the subscriber sees no gap to NACK.
@@ -208,7 +216,8 @@ class Stream:
         if rewriter is not None and self.delivered is not None:
             rewriter.last_seq, rewriter.last_ts = self.delivered
             rewriter.resync = True
-        self.source.request_key_frame()
+        if request:
+            self.source.request_key_frame()
 
     def on_feedback(self, feedback: hooks.Feedback) -> None:
         self.subscriber.touch()
@@ -279,12 +288,15 @@ class Outlet:
     def _send(self, stream: Stream, header: bytes, payload: bytes, timestamp: int) -> None:
         output = self.output
         if output is None or not output.send_rtp(header, payload):
-            # The transport is not up (yet or any more): start over at a key frame.
+            # The transport is not up (yet or any more): start over at a key frame once it
+            # is; asking the publisher now would only repeat until then.
             stream.dropped += 1
-            stream.restart()
+            stream.restart(request=False)
             return
         stream.forwarded += 1
-        stream.delivered = (int.from_bytes(header[2:4], "big"), timestamp)
+        seq = int.from_bytes(header[2:4], "big")
+        if stream.delivered is None or seq_newer(seq, stream.delivered[0]):
+            stream.delivered = (seq, timestamp)
         self.stats.sent += 1
         hooks.record_sent(stream.slot.transceiver.sender, timestamp, len(payload))
 
@@ -370,17 +382,27 @@ class Peer:
 
         @self.pc.on("connectionstatechange")
         def on_state() -> None:
-            state = self.pc.connectionState
-            log.info("participant %s media connection %s", participant_id, state)
-            if state == "connected":
-                self.outlet.output = hooks.rtp_output(self._dtls())
-                if call.settings.fast_path:
-                    self._install_fast_path()
-                self.touch()
-                self.activate_streams()
-                call.signals.media_event(call.call_id, participant_id, "connected")
-            elif state == "failed":
-                call.signals.media_event(call.call_id, participant_id, "failed")
+            # Runs inside aiortc's connection set-up: never let an error escape into it.
+            try:
+                self._on_state()
+            except Exception:
+                log.exception("participant %s media state handling failed", participant_id)
+
+    def _on_state(self) -> None:
+        call, participant_id = self.call, self.participant_id
+        state = self.pc.connectionState
+        log.info("participant %s media connection %s", participant_id, state)
+        loop = asyncio.get_running_loop()
+        if state == "connected":
+            self.outlet.output = hooks.rtp_output(self._dtls())
+            if call.settings.fast_path:
+                self._install_fast_path()
+            self.touch()
+            self.activate_streams()
+            loop.call_soon(call.signals.media_event, call.call_id, participant_id, "connected")
+        elif state in ("failed", "closed"):
+            self.outlet.output = None  # streams to it wait for a key frame, without asking
+            loop.call_soon(call.signals.media_event, call.call_id, participant_id, "failed")
 
     def _dtls(self) -> Any:
         """The DTLS transport all sections share (the server bundles everything)."""
@@ -424,12 +446,19 @@ class Peer:
 
     def touch(self) -> None:
         self.last_media_at = time.monotonic()
-        self.timed_out = False
+        if self.timed_out:
+            # Media is back after a media_timeout (e.g. a roaming Wi-Fi): say so, outside
+            # whatever packet handler we are in.
+            self.timed_out = False
+            asyncio.get_running_loop().call_soon(
+                self.call.signals.media_event, self.call.call_id, self.participant_id, "media_back"
+            )
 
     # --- publishing -----------------------------------------------------------------------
 
     def _publish(self, transceiver: RTCRtpTransceiver) -> None:
         kind = transceiver.kind
+        hooks.keep_negotiated_codecs(transceiver)
         codec = "opus" if kind == "audio" else self.call.video_codec
         negotiated = transceiver._codecs
         published = Published(
@@ -459,13 +488,14 @@ class Peer:
     def _on_rtp(self, published: Published, packet: RtpPacket, arrival_ms: int) -> None:
         """Slow path: a packet aiortc parsed (before its SSRC is known to the fast path)."""
         if published.ssrc != packet.ssrc:
-            if published.ssrc is not None:
-                for stream in published.streams:
-                    stream.restart()
-            if published.ssrc is not None:
-                self.fast_ssrcs.pop(published.ssrc, None)
+            previous = published.ssrc
+            if previous is not None:
+                self.fast_ssrcs.pop(previous, None)
             published.ssrc = packet.ssrc
             self.fast_ssrcs[packet.ssrc] = published
+            if previous is not None:
+                for stream in published.streams:
+                    stream.restart()  # asks the new SSRC for a key frame
         header = RtpHeader(
             marker=bool(packet.marker),
             payload_type=packet.payload_type,
@@ -506,6 +536,8 @@ class Peer:
         self, published: Published, header: RtpHeader, payload: bytes, arrival_ms: int
     ) -> None:
         self.last_media_at = time.monotonic()
+        if self.timed_out:
+            self.touch()
         published.stats.packets_in += 1
         published.stats.bytes_in += len(payload)
         keyframe = keyframe_start(published.codec, payload)
@@ -547,14 +579,22 @@ class Peer:
             self.call.prefer_codecs(transceiver)
             slot = Slot(transceiver, track)
             self.slots.append(slot)
+            # One wrapper per section, whichever stream it carries now.
+            hooks.intercept_sender_feedback(
+                transceiver.sender, functools.partial(self._feedback, slot)
+            )
         else:
             slot.transceiver.direction = "sendonly"
         stream = Stream(source, self, slot)
         slot.stream = stream
         source.streams.add(stream)
-        hooks.intercept_sender_feedback(slot.transceiver.sender, stream.on_feedback)
         self.needs_offer = True
         return stream
+
+    def _feedback(self, slot: Slot, feedback: hooks.Feedback) -> None:
+        self.touch()
+        if slot.stream is not None and feedback.kind != "report":
+            slot.stream.on_feedback(feedback)
 
     def unsubscribe(self, stream: Stream) -> None:
         stream.active = False
@@ -619,6 +659,8 @@ class Peer:
             stream = slot.stream
             if stream is None or stream.active:
                 continue
+            if slot.transceiver.currentDirection not in ("sendonly", "sendrecv"):
+                continue  # the client has not accepted this section yet
             payload_type = hooks.negotiated_payload_type(slot.transceiver)
             if payload_type is None:
                 continue
@@ -649,6 +691,21 @@ class Peer:
             await self.pc.close()
 
 
+def check_offer_shape(sdp: str) -> None:
+    """One bundled connection with at most one audio and one video section from the client.
+
+    Each extra section would cost the server a transceiver (and, unbundled, its own
+    sockets and ICE/DTLS transport), so a client may not ask for more.
+    """
+    kinds = [line[2:7] for line in sdp.splitlines() if line.startswith("m=")]
+    if not kinds or any(k not in ("audio", "video") for k in kinds):
+        raise MediaError("the offer must carry audio and/or video sections only")
+    if kinds.count("audio") > 1 or kinds.count("video") > 1:
+        raise MediaError("the offer may carry one audio and one video section")
+    if len(kinds) > 1 and "a=group:BUNDLE" not in sdp:
+        raise MediaError("the offer must bundle its sections (a=group:BUNDLE)")
+
+
 class CallMedia:
     """The media of one call: its peers and the streams between them."""
 
@@ -663,6 +720,9 @@ class CallMedia:
         # Set on rare changes (feedback, key-frame requests, queueing, streams starting),
         # never per forwarded packet: lets tests and tools wait without polling.
         self.changed = asyncio.Event()
+        self.closed = False
+        # Joins run one at a time: each one's subscriptions see every earlier joiner once.
+        self._joining = asyncio.Lock()
 
     # --- codecs and bandwidth ------------------------------------------------------------
 
@@ -689,6 +749,17 @@ class CallMedia:
         the participant to everyone else. The caller must call `ready()` once the
         answer is on its way, so that server offers come after it.
         """
+        check_offer_shape(offer_sdp)
+        async with self._joining:
+            if self.closed:
+                raise MediaError("the call has ended")
+            answer = await self._join(participant_id, offer_sdp, visible=visible)
+            if self.closed:
+                await self._drop(participant_id)
+                raise MediaError("the call has ended")
+            return answer
+
+    async def _join(self, participant_id: str, offer_sdp: str, *, visible: bool) -> str:
         old = self.peers.get(participant_id)
         kept_streams: dict[tuple[str, str], Stream] = {}
         if old is not None:
@@ -733,9 +804,6 @@ class CallMedia:
                     stream = Stream(published, other, kept.slot, active=kept.active)
                     kept.slot.stream = stream
                     published.streams.add(stream)
-                    hooks.intercept_sender_feedback(
-                        kept.slot.transceiver.sender, stream.on_feedback
-                    )
                     stream.restart()
                 else:
                     other.subscribe(published)
@@ -783,6 +851,8 @@ class CallMedia:
         peer = self.peers.pop(participant_id, None)
         if peer is None:
             return
+        for stream in peer.streams():
+            peer.unsubscribe(stream)
         for published in peer.published.values():
             for stream in list(published.streams):
                 stream.subscriber.unsubscribe(stream)
@@ -792,6 +862,7 @@ class CallMedia:
         await peer.close()
 
     async def close(self) -> None:
+        self.closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)

@@ -177,8 +177,10 @@ class CallMediaHub:
         dispatcher = self.hub.dispatcher
         if event == "media_timeout":
             dispatcher.media_lost(participant_id)
-        elif event == "connected":
+        elif event in ("connected", "media_back"):
             dispatcher.media_back(participant_id)
+        elif event == "failed":
+            log.warning("participant %s media failed", participant_id)
         self.hub.apply_effects()
 
     # --- life cycle -------------------------------------------------------------------------

@@ -37,6 +37,9 @@ async def test_join_and_leave_mid_call_do_not_interrupt_the_others(service):
             assert "disconnected" not in peer.connection_states
             assert "failed" not in peer.connection_states
         assert ids[3] not in service.hub.media.calls[call_id].peers
+        for server_side in service.hub.media.calls[call_id].peers.values():
+            for published in server_side.published.values():
+                assert all(s.subscriber.participant_id != ids[3] for s in published.streams)
         # The departed visitor's sections are inactive and are reused by the next joiner.
         server_peer = service.hub.media.calls[call_id].peers[ids[0]]
         sections = len(server_peer.slots)
@@ -98,3 +101,56 @@ async def test_a_joiner_that_cannot_receive_the_calls_codec_is_refused(service):
         assert ids[0] not in service.hub.media.calls[call_id].peers
     finally:
         await pc.close()
+
+
+async def test_two_participants_joining_at_once_each_receive_the_other_once(service):
+    import asyncio
+
+    call_id, clients, ids = await six_party_call(service)
+    peers = [MediaPeer(clients[n], call_id, colour=COLOURS[n], tone=TONES[n]) for n in range(2)]
+    try:
+        await asyncio.gather(*(peer.start() for peer in peers))
+        await peers[0].wait_checked(ids[1])
+        await peers[1].wait_checked(ids[0])
+        media = service.hub.media.calls[call_id]
+        for n in range(2):
+            received = [
+                (s.source.peer.participant_id, s.kind) for s in media.peers[ids[n]].streams()
+            ]
+            assert sorted(received) == sorted({(ids[1 - n], "audio"), (ids[1 - n], "video")})
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def test_a_participant_cut_off_then_back_is_dropped_then_connected_again(make_service):
+    """No media for media_inactivity_s: dropped (media_timeout); media back: connected."""
+    service = await make_service(media_inactivity_s=0.6)
+    call_id, clients, ids = await six_party_call(service)
+    peers = [MediaPeer(clients[n], call_id, colour=COLOURS[n], tone=TONES[n]) for n in range(2)]
+    try:
+        for peer in peers:
+            await peer.start()
+        await peers[1].wait_checked(ids[0])
+        fast_path = service.hub.media.calls[call_id].peers[ids[0]].fast_path
+        assert fast_path is not None
+        fast_path.blocked = True  # the kiosk's network drops, at the server side
+
+        def state_of(payload):
+            return next(p for p in payload["call"]["participants"] if p["id"] == ids[0])
+
+        dropped = await clients[1].next_event(
+            "call.updated", where=lambda p: state_of(p)["state"] == "dropped", timeout=10
+        )
+        assert state_of(dropped["payload"])["reason"] == "media_timeout"
+        fast_path.blocked = False
+        back = await clients[1].next_event(
+            "call.updated", where=lambda p: state_of(p)["state"] == "connected", timeout=10
+        )
+        assert back["payload"]["call"]["state"] == "active"
+        track = peers[1].tracks_from(ids[0])["video"]
+        before = track.packets_after_check
+        await until(lambda: track.packets_after_check > before + 20, track.progress)
+    finally:
+        for peer in peers:
+            await peer.close()
