@@ -336,6 +336,7 @@ def ice_connection(dtls: RTCDtlsTransport) -> aioice.Connection:
     return connection
 
 
+CONGESTED_BYTES = 64 * 1024  # asyncio holding this much for a socket: the path is full
 SRTP_TRAILER = 144  # room libsrtp may need after a packet (pylibsrtp's SRTP_MAX_TRAILER_LEN)
 _SRTP_LENGTH = _srtp_ffi.new("int *")
 
@@ -351,6 +352,14 @@ class RtpOutput:
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
+
+    def congested(self) -> bool:
+        """The kernel refused recent datagrams and asyncio is buffering them."""
+        pair = self._dtls.transport._connection._nominated.get(1)
+        if pair is None or pair.protocol.transport is None:
+            return False
+        buffered = getattr(pair.protocol.transport, "get_write_buffer_size", None)
+        return buffered is not None and buffered() > CONGESTED_BYTES
 
     def send(self, packet: bytes) -> bool:
         """Returns False when the transport is not (or no longer) able to send."""

@@ -242,9 +242,12 @@ class OutletStats:
 class Outlet:
     """A subscriber's send path: immediate while it keeps up, else a bounded queue.
 
-    When the queue is full, video of the overflowing stream is dropped until its
-    next key frame (and one is requested); audio is dropped oldest first. The
-    publisher and the other subscribers are never slowed.
+    "Keeps up" means the socket takes the packet: once asyncio starts buffering for
+    this subscriber's socket (more than `hooks.CONGESTED_BYTES` waiting, its own buffer
+    being unbounded), packets wait here instead, and each later packet first flushes
+    what the socket will take. When the queue is full, video of the overflowing stream
+    is dropped until its next key frame (and one is requested); audio is dropped
+    oldest first. The publisher and the other subscribers are never slowed.
     """
 
     def __init__(self, peer: Peer, bound: int) -> None:
@@ -256,9 +259,15 @@ class Outlet:
         self.output: hooks.RtpOutput | None = None
 
     def push(self, stream: Stream, header: bytes, payload: bytes, timestamp: int) -> None:
-        if not self.stalled and not self.queue:
-            self._send(stream, header, payload, timestamp)
-            return
+        if not self.stalled:
+            output = self.output
+            congested = output is not None and output.congested()
+            while self.queue and not congested:
+                self._send(*self.queue.popleft())
+                congested = output is not None and output.congested()
+            if not self.queue and not congested:
+                self._send(stream, header, payload, timestamp)
+                return
         if len(self.queue) >= self.bound:
             if stream.kind == "video":
                 self.stats.dropped_video += 1

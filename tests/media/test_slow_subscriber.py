@@ -62,3 +62,31 @@ async def test_a_stalled_subscriber_is_bounded_and_resumes_on_a_key_frame(make_s
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_a_congested_socket_queues_in_the_bounded_outlet_and_drains_after(make_service):
+    """When asyncio starts buffering a subscriber's socket, packets wait in the bounded queue."""
+    service = await make_service(media_queue_packets=BOUND)
+    call_id, clients, ids = await six_party_call(service)
+    publisher = MediaPeer(clients[0], call_id, colour=COLOURS[0], tone=TONES[0])
+    subscriber = MediaPeer(clients[1], call_id, colour=COLOURS[1], tone=TONES[1])
+    try:
+        for peer in (publisher, subscriber):
+            await peer.start()
+        await subscriber.wait_checked(ids[0])
+        media = service.hub.media.calls[call_id]
+        outlet = media.peers[ids[1]].outlet
+        assert outlet.output is not None
+        congested = True
+        outlet.output.congested = lambda: congested  # type: ignore[method-assign]
+        sent_before = outlet.stats.sent
+        await until(lambda: len(outlet.queue) == BOUND, media.changed)
+        assert outlet.stats.sent == sent_before  # nothing went to the full socket
+        congested = False
+        track = subscriber.tracks_from(ids[0])["video"]
+        before = track.packets_after_check
+        await until(lambda: track.packets_after_check > before + 20, track.progress)
+        assert len(outlet.queue) == 0
+    finally:
+        for peer in (publisher, subscriber):
+            await peer.close()
