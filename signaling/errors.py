@@ -95,3 +95,15 @@ class UnknownDisputeType(SignalingError):
 class RateLimited(SignalingError):
     code = "rate_limited"
     http_status = 429
+
+
+class MediaFailed(SignalingError):
+    """The media layer could not do what was asked (e.g. an offer it cannot answer)."""
+
+    code = "media_error"
+    http_status = 409
+
+
+class CodecUnsupported(SignalingError):
+    code = "codec_unsupported"
+    http_status = 409

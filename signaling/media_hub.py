@@ -26,22 +26,12 @@ from signaling.dispatch import (
     ParticipantChanged,
     ParticipantState,
 )
-from signaling.errors import InvalidState, NotFound, SignalingError
+from signaling.errors import CodecUnsupported, InvalidState, MediaFailed, NotFound
 
 if TYPE_CHECKING:
     from signaling.hub import Hub, SignalSession
 
 log = logging.getLogger(__name__)
-
-
-class MediaFailed(SignalingError):
-    code = "media_error"
-    http_status = 409
-
-
-class CodecUnsupported(SignalingError):
-    code = "codec_unsupported"
-    http_status = 409
 
 
 def turn_credentials(
