@@ -421,7 +421,11 @@ class OursPeer(LoadPeer):
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
             await self.client.request(
-                "media.answer", call_id=self.call_id, sdp=self.pc.localDescription.sdp, timeout=15
+                "media.answer",
+                call_id=self.call_id,
+                sdp=self.pc.localDescription.sdp,
+                offer_id=payload["offer_id"],
+                timeout=15,
             )
             self.offers_answered += 1
 

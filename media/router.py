@@ -89,11 +89,18 @@ class MediaSignals(Protocol):
     """What the media layer tells its owner (the signaling hub)."""
 
     def send_offer(
-        self, call_id: str, participant_id: str, sdp: str, tracks: list[dict[str, str]]
+        self,
+        call_id: str,
+        participant_id: str,
+        sdp: str,
+        tracks: list[dict[str, str]],
+        offer_id: int,
     ) -> None: ...
 
     def media_event(self, call_id: str, participant_id: str, event: str) -> None: ...
 
+
+OFFER_ATTEMPTS = 3  # an unanswered server offer is sent this many times in all
 
 VIDEO_MIME = {"vp8": "video/VP8", "h264": "video/H264"}
 
@@ -381,6 +388,7 @@ class Peer:
         self.ready = False  # the client has our first answer: server offers may start
         self.needs_offer = False
         self.answer: asyncio.Future[str] | None = None
+        self.offer_id = 0  # id of the latest server offer; its answer must name it
         self.last_media_at = time.monotonic()
         self.created_at = self.last_media_at
         self.timed_out = False
@@ -639,24 +647,41 @@ class Peer:
             self._negotiation.add_done_callback(self._task_done)
 
     async def _negotiate(self) -> None:
+        """Offer, wait for the answer to that very offer, apply it; again while needed.
+
+        An unanswered offer is sent again (same id, same SDP) up to OFFER_ATTEMPTS
+        times, so a client whose signaling connection blinked still gets it; answers
+        to older offers are refused by their id.
+        """
         while self.needs_offer and not self.closed:
             self.needs_offer = False
             offer = await self.pc.createOffer()
             await self.pc.setLocalDescription(offer)
             sdp = self.call.cap_publisher_bandwidth(self.pc.localDescription.sdp)
+            self.offer_id += 1
             self.answer = asyncio.get_running_loop().create_future()
-            self.call.signals.send_offer(
-                self.call.call_id, self.participant_id, sdp, self.track_map()
-            )
+            answer_sdp = None
             try:
-                async with asyncio.timeout(self.call.settings.negotiation_timeout_s):
-                    answer_sdp = await self.answer
-            except TimeoutError:
+                for _ in range(OFFER_ATTEMPTS):
+                    self.call.signals.send_offer(
+                        self.call.call_id,
+                        self.participant_id,
+                        sdp,
+                        self.track_map(),
+                        self.offer_id,
+                    )
+                    try:
+                        async with asyncio.timeout(self.call.settings.negotiation_timeout_s):
+                            answer_sdp = await asyncio.shield(self.answer)
+                        break
+                    except TimeoutError:
+                        continue
+            finally:
+                self.answer = None
+            if answer_sdp is None:
                 log.warning("participant %s did not answer the server's offer", self.participant_id)
                 self.call.signals.media_event(self.call.call_id, self.participant_id, "failed")
                 return
-            finally:
-                self.answer = None
             await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
             self.activate_streams()
 
@@ -828,10 +853,12 @@ class CallMedia:
             peer.ready = True
             peer.negotiate_soon()
 
-    def answer(self, participant_id: str, sdp: str) -> None:
+    def answer(self, participant_id: str, sdp: str, offer_id: int) -> None:
         peer = self.peers.get(participant_id)
         if peer is None or peer.answer is None or peer.answer.done():
             raise MediaError("no offer is waiting for an answer")
+        if offer_id != peer.offer_id:
+            raise MediaError(f"answer to offer {offer_id}, but offer {peer.offer_id} is waiting")
         peer.answer.set_result(sdp)
 
     async def add_candidate(

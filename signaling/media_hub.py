@@ -99,7 +99,7 @@ class CallMediaHub:
             if media is None:
                 raise InvalidState("join the media first (media.join)")
             if request.type == "media.answer":
-                media.answer(participant.id, p["sdp"])
+                media.answer(participant.id, p["sdp"], p["offer_id"])
                 return {}
             if request.type == "media.candidate":
                 await media.add_candidate(
@@ -157,11 +157,27 @@ class CallMediaHub:
     # --- MediaSignals ----------------------------------------------------------------------
 
     def send_offer(
-        self, call_id: str, participant_id: str, sdp: str, tracks: list[dict[str, str]]
+        self,
+        call_id: str,
+        participant_id: str,
+        sdp: str,
+        tracks: list[dict[str, str]],
+        offer_id: int,
     ) -> None:
+        """To the session that joined the media; if it is gone, to the principal's others."""
+        payload = {"call_id": call_id, "sdp": sdp, "tracks": tracks, "offer_id": offer_id}
         session = self._sessions.get(participant_id)
-        if session is not None:
-            session.emit("media.offer", {"call_id": call_id, "sdp": sdp, "tracks": tracks})
+        if session is not None and session.connection is not None:
+            session.emit("media.offer", payload)
+            return
+        call = self.hub.dispatcher.calls.get(call_id)
+        participant = call.participants.get(participant_id) if call is not None else None
+        if participant is not None:
+            for other in self.hub.sessions_of(participant.principal_id):
+                if other.connection is not None:
+                    self._sessions[participant_id] = other
+                    other.emit("media.offer", payload)
+                    return
 
     def media_event(self, call_id: str, participant_id: str, event: str) -> None:
         dispatcher = self.hub.dispatcher

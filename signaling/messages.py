@@ -121,7 +121,11 @@ REQUESTS: dict[str, dict[str, Field]] = {
     },
     "call.leave": {"call_id": _str(max_length=64)},
     "media.join": {"call_id": _str(max_length=64), "sdp": _str(max_length=MAX_SDP)},
-    "media.answer": {"call_id": _str(max_length=64), "sdp": _str(max_length=MAX_SDP)},
+    "media.answer": {
+        "call_id": _str(max_length=64),
+        "sdp": _str(max_length=MAX_SDP),
+        "offer_id": Field(int),
+    },
     "media.candidate": {
         "call_id": _str(max_length=64),
         "candidate": Field(str, True, None, 1024),

@@ -166,6 +166,7 @@ class MediaPeer:
         self.offers_answered = 0
         self.changed = asyncio.Event()  # a track arrived or got its participant
         self._negotiating = asyncio.Lock()
+        self._last_offer_id = 0
         self.participant_id: str | None = None
         self.last_remote_sdp = ""  # as the server sent it (aiortc drops b= lines it parses)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -212,6 +213,9 @@ class MediaPeer:
 
     async def _answer(self, payload: dict[str, Any]) -> None:
         async with self._negotiating:
+            if payload["offer_id"] <= self._last_offer_id:
+                return  # a resent offer we already answered
+            self._last_offer_id = payload["offer_id"]
             await self._apply_offer(payload)
 
     async def _apply_offer(self, payload: dict[str, Any]) -> None:
@@ -225,7 +229,11 @@ class MediaPeer:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         await self.client.request(
-            "media.answer", call_id=self.call_id, sdp=self.pc.localDescription.sdp, timeout=15
+            "media.answer",
+            call_id=self.call_id,
+            sdp=self.pc.localDescription.sdp,
+            offer_id=payload["offer_id"],
+            timeout=15,
         )
         self.offers_answered += 1
         self.changed.set()

@@ -59,3 +59,49 @@ async def test_a_re_offer_keeps_the_publishers_payload_types_and_extension_ids(s
     finally:
         await pc.close()
         await other.close()
+
+
+async def test_an_unanswered_offer_is_sent_again_and_answers_must_name_it(service):
+    import dataclasses
+
+    from aiortc import RTCSessionDescription
+
+    from signaling.client import ClientError
+
+    hub_media = service.hub.media
+    hub_media.settings = dataclasses.replace(hub_media.settings, negotiation_timeout_s=0.3)
+    call_id, clients, ids = await six_party_call(service)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    other = MediaPeer(clients[1], call_id, colour=COLOURS[1], tone=TONES[1])
+    try:
+        pc.addTransceiver("audio", direction="sendonly")
+        pc.addTransceiver("video", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        result = await clients[0].request(
+            "media.join", call_id=call_id, sdp=pc.localDescription.sdp
+        )
+        await pc.setRemoteDescription(RTCSessionDescription(result["sdp"], "answer"))
+        await other.start()
+        first = await clients[0].next_event("media.offer", timeout=10)
+        again = await clients[0].next_event("media.offer", timeout=10)  # not answered: resent
+        assert again["payload"]["offer_id"] == first["payload"]["offer_id"]
+        assert again["payload"]["sdp"] == first["payload"]["sdp"]
+        await pc.setRemoteDescription(RTCSessionDescription(again["payload"]["sdp"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        try:
+            await clients[0].request(
+                "media.answer", call_id=call_id, sdp=pc.localDescription.sdp, offer_id=0
+            )
+        except ClientError as err:
+            assert err.code == "media_error"
+        else:
+            raise AssertionError("an answer to an older offer was accepted")
+        await clients[0].request(
+            "media.answer",
+            call_id=call_id,
+            sdp=pc.localDescription.sdp,
+            offer_id=again["payload"]["offer_id"],
+        )
+    finally:
+        await pc.close()
+        await other.close()

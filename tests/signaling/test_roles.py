@@ -181,7 +181,7 @@ FORBIDDEN_PAYLOADS = {
     "call.invite": {"call_id": "x", "specialty": "family"},
     "call.leave": {"call_id": "x"},
     "media.join": {"call_id": "x", "sdp": "v=0"},
-    "media.answer": {"call_id": "x", "sdp": "v=0"},
+    "media.answer": {"call_id": "x", "sdp": "v=0", "offer_id": 1},
     "media.candidate": {"call_id": "x", "candidate": ""},
     "media.state": {"call_id": "x", "audio": True, "video": True},
 }
