@@ -235,8 +235,10 @@ class Stream:
             source.peer.call.changed.set()
             source.request_key_frame()
         elif feedback.kind == "nack" and source.ssrc is not None and self.slot.rewriter:
-            lost = [self.slot.rewriter.source_sequence(seq) for seq in feedback.lost]
-            source.peer.spawn(hooks.send_nack(source.receiver, source.ssrc, lost))
+            mapped = (self.slot.rewriter.source_sequence(seq) for seq in feedback.lost)
+            lost = [seq for seq in mapped if seq is not None]
+            if lost:
+                source.peer.spawn(hooks.send_nack(source.receiver, source.ssrc, lost))
 
 
 @dataclass
@@ -331,14 +333,24 @@ class TappedPacket:
     arrival_ms: int
 
 
+class TapClosed(MediaError):
+    """The tapped participant left for good, or the call ended."""
+
+
 class PacketTap:
-    """A bounded copy of one published track's packets; never slows forwarding."""
+    """A bounded copy of one published track's packets; never slows forwarding.
+
+    It follows the participant across a reconnect (a new peer connection publishes
+    a new track: the tap moves to it). `get()` raises TapClosed once the participant
+    has left and the queue is empty.
+    """
 
     def __init__(self, published: Published, bound: int = 1024) -> None:
         self.published = published
         self.queue: deque[TappedPacket] = deque()
         self.bound = bound
         self.overflow = 0
+        self.closed = False
         self.ready = asyncio.Event()
 
     def offer(self, packet: TappedPacket) -> None:
@@ -350,6 +362,8 @@ class PacketTap:
 
     async def get(self) -> TappedPacket:
         while not self.queue:
+            if self.closed:
+                raise TapClosed("the tapped track has ended")
             self.ready.clear()
             await self.ready.wait()
         return self.queue.popleft()
@@ -362,8 +376,16 @@ class PacketTap:
         self.published.request_key_frame()
 
     def close(self) -> None:
+        self.closed = True
+        self.ready.set()
         if self in self.published.taps:
             self.published.taps.remove(self)
+
+    def move_to(self, published: Published) -> None:
+        if self in self.published.taps:
+            self.published.taps.remove(self)
+        self.published = published
+        published.taps.append(self)
 
 
 class Peer:
@@ -796,7 +818,9 @@ class CallMedia:
     async def _join(self, participant_id: str, offer_sdp: str, *, visible: bool) -> str:
         old = self.peers.get(participant_id)
         kept_streams: dict[tuple[str, str], Stream] = {}
+        kept_taps: dict[str, list[PacketTap]] = {}
         if old is not None:
+            kept_taps = {kind: list(p.taps) for kind, p in old.published.items()}
             # A reconnect: subscribers keep their sections; only the sources change.
             for kind, published in old.published.items():
                 for stream in published.streams:
@@ -825,6 +849,11 @@ class CallMedia:
         for transceiver in peer.pc.getTransceivers():
             if visible and transceiver._codecs and transceiver.kind not in peer.published:
                 peer._publish(transceiver)
+        for kind, taps in kept_taps.items():
+            if kind in peer.published:
+                for tap in taps:
+                    tap.move_to(peer.published[kind])
+                peer.published[kind].request_key_frame()  # taps resume on a key frame
         for other in self.peers.values():
             if other is peer:
                 continue

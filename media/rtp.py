@@ -167,6 +167,7 @@ class Rewriter:
     last_seq: int | None = None  # last sequence number sent to the subscriber
     last_ts: int | None = None
     resync: bool = True  # recompute the offsets at the next forwarded packet
+    epoch_start: int | None = None  # first subscriber sequence mapped with the current offset
 
     def map(self, header: RtpHeader) -> tuple[int, int]:
         """Subscriber-side (sequence, timestamp) for a packet that will be forwarded."""
@@ -179,6 +180,7 @@ class Rewriter:
             self.resync = False
             if self.last_seq is not None:
                 self.seq_offset = (self.last_seq + 1 - header.sequence) & 0xFFFF
+            self.epoch_start = seq_add(header.sequence, self.seq_offset)
         seq = seq_add(header.sequence, self.seq_offset)
         ts = (header.timestamp + self.ts_offset) & 0xFFFFFFFF
         if self.last_seq is None or seq_newer(seq, self.last_seq):
@@ -186,6 +188,13 @@ class Rewriter:
             self.last_ts = ts
         return seq, ts
 
-    def source_sequence(self, subscriber_seq: int) -> int:
-        """The publisher's sequence number for a subscriber's NACK."""
+    def source_sequence(self, subscriber_seq: int) -> int | None:
+        """The publisher's sequence number for a subscriber's NACK.
+
+        None for a packet sent before the last resync (another offset, maybe another
+        source): asking the publisher for it would fetch a different packet.
+        """
+        start = self.epoch_start
+        if start is not None and subscriber_seq != start and not seq_newer(subscriber_seq, start):
+            return None
         return (subscriber_seq - self.seq_offset) & 0xFFFF

@@ -71,6 +71,7 @@ async def test_a_killed_peer_is_dropped_for_media_timeout_and_rejoins_as_itself(
 
         track = seen["video"]
         frames_before = len(track.counters)
+        tap = service.hub.media.calls[call_id].tap(participant_id, "video", bound=4096)
         second = await spawn_kiosk(service, token)
         assert await read_line(second, "MEDIA_JOINED") == participant_id  # the same participant
         back = await expert.next_event(
@@ -84,6 +85,11 @@ async def test_a_killed_peer_is_dropped_for_media_timeout_and_rejoins_as_itself(
         assert back["payload"]["call"]["state"] == "active"
         await until(lambda: len(track.counters) >= frames_before + 5, track.progress, timeout=15)
         assert near(track.colours[-1], RED)
+        # The recorder's tap followed the participant to its new connection.
+        async with asyncio.timeout(10):
+            while not (await tap.get()).keyframe:
+                pass
+        tap.close()
         await expert_peer.close()
     finally:
         for proc in (first, second):

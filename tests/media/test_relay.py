@@ -150,6 +150,14 @@ async def test_call_details_and_metrics_carry_media_stats_and_a_tap_sees_key_fra
         status, text = await service.http("GET", "/metrics")
         assert "mediation_media_participants 2.0" in text
         await kiosk.request("call.leave", call_id=call_id)  # the figures stay with the call
+        from media.router import TapClosed
+
+        async with __import__("asyncio").timeout(10):
+            try:
+                while True:
+                    await tap.get()  # what was queued, then the end
+            except TapClosed:
+                pass
         status, body = await service.http("GET", f"/api/calls/{call_id}", token=token)
         kept = {p["id"]: p["media"] for p in body["call"]["participants"]}
         assert kept[ids["caller"]]["published"]["video"]["packets_in"] > 0

@@ -77,6 +77,7 @@ def test_rewriter_keeps_subscriber_sequence_contiguous_across_drops():
     assert r.map(header(110))[0] == 102
     assert r.map(header(111))[0] == 103
     assert r.source_sequence(103) == 111
+    assert r.source_sequence(101) is None  # sent before the resync: not the publisher's 109
 
 
 def test_rewriter_continues_across_a_new_source_ssrc():
