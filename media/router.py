@@ -100,6 +100,7 @@ class MediaSignals(Protocol):
     def media_event(self, call_id: str, participant_id: str, event: str) -> None: ...
 
 
+SUBSCRIBER_KEYFRAME_INTERVAL_S = 1.0
 OFFER_ATTEMPTS = 3  # an unanswered server offer is sent this many times in all
 
 VIDEO_MIME = {"vp8": "video/VP8", "h264": "video/H264"}
@@ -193,6 +194,7 @@ class Stream:
     dropped: int = 0
     keyframe_requests: int = 0
     delivered: tuple[int, int] | None = None  # (sequence, timestamp) last handed to the socket
+    last_keyframe_request: float = -1e9  # monotonic time of this subscriber's last PLI/FIR
 
     @property
     def kind(self) -> str:
@@ -233,7 +235,12 @@ class Stream:
             self.keyframe_requests += 1
             source.stats.keyframe_requests_in += 1
             source.peer.call.changed.set()
-            source.request_key_frame()
+            now = time.monotonic()
+            # One subscriber's requests count once a second at most: a client that keeps
+            # asking cannot hold its publisher at the shared throttle's limit.
+            if now - self.last_keyframe_request >= SUBSCRIBER_KEYFRAME_INTERVAL_S:
+                self.last_keyframe_request = now
+                source.request_key_frame()
         elif feedback.kind == "nack" and source.ssrc is not None and self.slot.rewriter:
             mapped = (self.slot.rewriter.source_sequence(seq) for seq in feedback.lost)
             lost = [seq for seq in mapped if seq is not None]
