@@ -29,7 +29,6 @@ import platform
 import resource
 import shlex
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 
 import aiohttp
 from argon2 import PasswordHasher
+from procs import ManagedProcess
 
 from signaling.client import SignalingClient
 from storage import MetadataStore
@@ -131,24 +131,18 @@ class StampedQueue(asyncio.Queue):  # type: ignore[type-arg]
 # --- the server process ---------------------------------------------------------------
 
 
-class Server:
+class Server(ManagedProcess):
     """`python -m signaling.cli serve` on 127.0.0.1, its output collected line by line."""
 
     def __init__(self, data_dir: Path, port: int, settings: dict[str, str]) -> None:
         self.data_dir = data_dir
         self.port = port
         self.settings = settings
-        self.proc: asyncio.subprocess.Process | None = None
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self.ready_line = ""
-        self._ready: asyncio.Future[str] | None = None
-        self._readers: list[asyncio.Task[None]] = []
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        command = [
+            sys.executable, "-m", "signaling.cli", "serve",
+            "--host", HOST, "--port", str(port),
+        ]  # fmt: skip
+        super().__init__("server", command, self._environment(), READY_PREFIX)
 
     @property
     def ws_url(self) -> str:
@@ -158,14 +152,7 @@ class Server:
     def base_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    @property
-    def command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "signaling.cli", "serve",
-            "--host", HOST, "--port", str(self.port),
-        ]  # fmt: skip
-
-    def environment(self) -> dict[str, str]:
+    def _environment(self) -> dict[str, str]:
         # Inherited MEDIATION_* variables (and MEDIATION_CONFIG) would change the run.
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIATION_")}
         env.update(
@@ -175,69 +162,6 @@ class Server:
         )
         env.update({f"MEDIATION_{k.upper()}": v for k, v in self.settings.items()})
         return env
-
-    async def start(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.environment(),
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self._readers = [
-            asyncio.create_task(self._read(self.proc.stdout, self.stdout, watch=True)),
-            asyncio.create_task(self._read(self.proc.stderr, self.stderr, watch=False)),
-        ]
-        exited = asyncio.create_task(self.proc.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {self._ready, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            exited.cancel()
-        if self._ready in done:
-            self.ready_line = self._ready.result()
-            return
-        if not done:
-            raise RuntimeError(f"no {READY_PREFIX!r} line within {timeout:.0f} s")
-        await asyncio.wait(self._readers, timeout=2)
-        raise RuntimeError(f"server exited with status {self.proc.returncode} before serving")
-
-    async def _read(self, stream: asyncio.StreamReader, lines: list[str], watch: bool) -> None:
-        while raw := await stream.readline():
-            line = raw.decode(errors="replace").rstrip("\n")
-            if len(lines) < 5000:
-                lines.append(line)
-            if watch and line.startswith(READY_PREFIX) and self._ready and not self._ready.done():
-                self._ready.set_result(line)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    async def stop(self, timeout: float) -> tuple[int | None, str]:
-        """SIGTERM and wait; SIGKILL if it has not exited in `timeout` seconds."""
-        if self.proc is None:
-            return None, "not started"
-        how = "exited by itself"
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            how = "SIGTERM"
-            try:
-                async with asyncio.timeout(timeout):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.proc.kill()
-                how = f"SIGKILL (no exit {timeout:.0f} s after SIGTERM)"
-                await self.proc.wait()
-        await asyncio.wait(self._readers, timeout=2)
-        for reader in self._readers:
-            reader.cancel()
-        return self.proc.returncode, how
 
     async def metrics(self) -> dict[str, float]:
         """The server's Prometheus metrics, as {"name{labels}": value}."""

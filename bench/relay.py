@@ -48,6 +48,7 @@ import aiortc
 import janus_client
 from dispatch import CHEAP_HASHER, percentile, proc_cpu_s, proc_rss_kib
 from netns import PEER_ADDR, SRV_ADDR, BenchNetwork
+from procs import ManagedProcess
 from relay_peer import write_clips
 
 from storage import MetadataStore
@@ -131,91 +132,20 @@ def provision(db_path: Path, calls: int) -> list[tuple[str, str]]:
 # --- processes -------------------------------------------------------------------------------
 
 
-class ServerProcess:
+class ServerProcess(ManagedProcess):
     """A server in the server namespace; ready when its output shows `ready_marker`."""
 
     def __init__(
         self, name: str, command: list[str], env: dict[str, str], ready_marker: str
     ) -> None:
-        self.name = name
-        self.command = command
-        self.env = env
-        self.ready_marker = ready_marker
-        self.proc: asyncio.subprocess.Process | None = None
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self.ready_line = ""
-        self._ready: asyncio.Future[str] | None = None
-        self._readers: list[asyncio.Task[None]] = []
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    async def start(self, timeout: float) -> None:
-        self._ready = asyncio.get_running_loop().create_future()
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.env,
-            cwd=REPO,
+        super().__init__(
+            name,
+            command,
+            env,
+            ready_marker,
+            started=STARTED_PIDS.add,
+            stopped=STARTED_PIDS.discard,
         )
-        STARTED_PIDS.add(self.proc.pid)
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self._readers = [
-            asyncio.create_task(self._read(self.proc.stdout, self.stdout)),
-            asyncio.create_task(self._read(self.proc.stderr, self.stderr)),
-        ]
-        exited = asyncio.create_task(self.proc.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {self._ready, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            exited.cancel()
-        if self._ready in done:
-            self.ready_line = self._ready.result()
-            return
-        if not done:
-            raise RuntimeError(f"{self.name}: no {self.ready_marker!r} line within {timeout:.0f} s")
-        await asyncio.wait(self._readers, timeout=2)
-        raise RuntimeError(f"{self.name} exited with status {self.proc.returncode} before serving")
-
-    async def _read(self, stream: asyncio.StreamReader, lines: list[str]) -> None:
-        while raw := await stream.readline():
-            line = raw.decode(errors="replace").rstrip("\n")
-            if len(lines) < 5000:
-                lines.append(line)
-            if self.ready_marker in line and self._ready and not self._ready.done():
-                self._ready.set_result(line)
-
-    async def stop(self, timeout: float) -> tuple[int | None, str]:
-        """SIGTERM and wait; SIGKILL if it has not exited in `timeout` seconds."""
-        if self.proc is None:
-            return None, "not started"
-        how = "exited by itself"
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            how = "SIGTERM"
-            try:
-                async with asyncio.timeout(timeout):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.proc.kill()
-                how = f"SIGKILL (no exit {timeout:.0f} s after SIGTERM)"
-                await self.proc.wait()
-        STARTED_PIDS.discard(self.proc.pid)
-        await asyncio.wait(self._readers, timeout=2)
-        for reader in self._readers:
-            reader.cancel()
-        return self.proc.returncode, how
 
 
 class LoadProcess:
