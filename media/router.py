@@ -850,6 +850,13 @@ class CallMedia:
             await peer.pc.setLocalDescription(answer)
         except Exception as err:
             await self._drop(participant_id)
+            for gone in kept_streams.values():  # a failed reconnect: its sections go inactive
+                if gone.slot.stream is gone:
+                    gone.subscriber.unsubscribe(gone)
+                    gone.subscriber.negotiate_soon()
+            for taps in kept_taps.values():
+                for tap in taps:
+                    tap.close()
             if "video description" in str(err):
                 raise CodecUnsupported(f"the call's video codec is {self.video_codec}") from err
             raise NegotiationFailed(f"cannot answer the offer: {err}") from err
