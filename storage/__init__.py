@@ -6,9 +6,18 @@ Imports nothing from other packages of this project.
 from __future__ import annotations
 
 from .audit_chain import GENESIS_HASH, link_hash, verify_chain
-from .errors import AuditChainBroken, Conflict, NotFound, StorageError
+from .errors import (
+    AuditChainBroken,
+    Conflict,
+    NotFound,
+    ObjectLocked,
+    ObjectNotFound,
+    ObjectStoreError,
+    StorageError,
+)
 from .ids import new_id, now_ms
 from .metadata import MetadataStore
+from .objects import LocalObjectStore, ObjectInfo, ObjectStore, S3ObjectStore
 from .records import (
     AVAILABILITIES,
     CALL_EVENT_KINDS,
@@ -53,10 +62,17 @@ __all__ = [
     "DisputeType",
     "ExpertProfile",
     "InvitationRecord",
+    "LocalObjectStore",
     "MetadataStore",
     "NotFound",
+    "ObjectInfo",
+    "ObjectLocked",
+    "ObjectNotFound",
+    "ObjectStore",
+    "ObjectStoreError",
     "ParticipantRecord",
     "Party",
+    "S3ObjectStore",
     "Session",
     "StorageError",
     "link_hash",

@@ -32,3 +32,27 @@ class AuditChainBroken(StorageError):
     def __init__(self, seq: int) -> None:
         super().__init__(f"audit chain broken at seq {seq}")
         self.seq = seq
+
+
+class ObjectStoreError(StorageError):
+    """An object store operation failed; `code` is the S3 error code or a local one."""
+
+    def __init__(self, message: str, *, code: str | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.key = key
+
+
+class ObjectNotFound(ObjectStoreError):
+    """No object with this key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object not found: {key}", code="NoSuchKey", key=key)
+
+
+class ObjectLocked(ObjectStoreError):
+    """The object is under retention or legal hold, so it cannot be deleted or replaced."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"object locked: {key}: {reason}", code="ObjectLocked", key=key)
+        self.reason = reason

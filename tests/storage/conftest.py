@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 
-from storage import MetadataStore
+from storage import LocalObjectStore, MetadataStore, ObjectStore, S3ObjectStore
 
 
 class Clock:
@@ -46,3 +51,70 @@ def clocked_store(db_path: Path, hasher: PasswordHasher, clock: Clock) -> Iterat
     s = MetadataStore.open(db_path, password_hasher=hasher, clock=clock)
     yield s
     s.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"moto_server not listening on {port} after {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real S3 protocol server (moto) on 127.0.0.1, for the whole session."""
+    exe = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "moto_server"
+    cmd = str(exe) if exe.exists() else shutil.which("moto_server")
+    if cmd is None:
+        pytest.skip("moto_server not installed (pip install 'moto[server]')")
+    port = free_port()
+    proc = subprocess.Popen(
+        [cmd, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def make_s3_store(endpoint: str, *, object_lock: bool = True) -> S3ObjectStore:
+    return S3ObjectStore(
+        endpoint,
+        "testing-access",
+        "testing-secret",
+        f"test-{uuid.uuid4().hex[:16]}",
+        region="us-east-1",
+        secure=False,
+        object_lock=object_lock,
+        timeout_s=10,
+        retries=0,
+    )
+
+
+@pytest.fixture(params=["local", "s3"])
+def object_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    """Each implementation of ObjectStore; S3 gets a fresh bucket with Object Lock."""
+    if request.param == "local":
+        return LocalObjectStore(tmp_path / "objects")
+    return make_s3_store(request.getfixturevalue("moto_endpoint"))

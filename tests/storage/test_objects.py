@@ -1,0 +1,290 @@
+"""One suite for every ObjectStore: the local directory and S3 (a real moto server)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storage import (
+    LocalObjectStore,
+    ObjectLocked,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    S3ObjectStore,
+)
+
+from .conftest import free_port, make_s3_store
+
+KEY = "calls/2026/11/c0ffee/p1/000001.webm"
+
+
+class ChunkReader:
+    """A non-seekable stream of unknown length, fed by a generator."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buf) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buf += chunk
+        if size < 0:
+            size = len(self._buf)
+        out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+
+def test_put_get_stat_round_trip_with_sha256(object_store: ObjectStore) -> None:
+    """What is put comes back byte for byte, with size and the SHA-256 hashlib computes."""
+    data = os.urandom(50_000)
+    info = object_store.put(KEY, data, content_type="video/webm")
+    digest = hashlib.sha256(data).hexdigest()
+    assert (info.key, info.size, info.sha256) == (KEY, len(data), digest)
+    assert object_store.get(KEY) == data
+    st = object_store.stat(KEY)
+    assert (st.size, st.sha256, st.content_type) == (len(data), digest, "video/webm")
+    assert st.last_modified is not None and st.last_modified.tzinfo is not None
+    assert st.retain_until is None and st.legal_hold is False
+    assert b"".join(object_store.open(KEY)) == data
+
+
+def test_ranged_get(object_store: ObjectStore) -> None:
+    """get(offset, length) returns that slice; past the end is empty."""
+    data = bytes(range(256)) * 10
+    object_store.put(KEY, data)
+    assert object_store.get(KEY, offset=100, length=50) == data[100:150]
+    assert object_store.get(KEY, offset=2500) == data[2500:]
+    assert object_store.get(KEY, offset=0, length=0) == b""
+    assert object_store.get(KEY, offset=len(data)) == b""
+    with pytest.raises(ValueError):
+        object_store.get(KEY, offset=-1)
+
+
+def test_streamed_put_of_unknown_length(object_store: ObjectStore) -> None:
+    """A 12 MiB stream of unknown length (multipart on S3) is stored and hashed on the way."""
+    block = os.urandom(1024 * 1024)
+    blocks = [bytes([i]) + block[1:] for i in range(12)]
+    info = object_store.put(KEY, ChunkReader(iter(blocks)))  # type: ignore[arg-type]
+    expected = b"".join(blocks)
+    assert info.size == len(expected)
+    assert info.sha256 == hashlib.sha256(expected).hexdigest()
+    assert object_store.stat(KEY).sha256 == info.sha256
+    assert hashlib.sha256(b"".join(object_store.open(KEY))).hexdigest() == info.sha256
+    assert list(object_store.list("calls/")) == [KEY]
+
+
+def test_streamed_put_of_known_length(object_store: ObjectStore) -> None:
+    """A stream with a declared length is read up to that length."""
+    info = object_store.put(KEY, io.BytesIO(b"abcdefXYZ"), 6)
+    assert (info.size, object_store.get(KEY)) == (6, b"abcdef")
+    assert info.sha256 == hashlib.sha256(b"abcdef").hexdigest()
+
+
+def test_list_by_prefix_hides_sidecars(object_store: ObjectStore) -> None:
+    """list(prefix) gives exactly the keys under it, sorted, and nothing else."""
+    keys = [
+        "calls/2026/11/a/p1/000001.webm",
+        "calls/2026/11/a/p1/000002.webm",
+        "calls/2026/11/a/p2/000001.webm",
+        "calls/2026/12/b/p1/000001.webm",
+        "exports/x.zip",
+    ]
+    for k in keys:
+        object_store.put(k, k.encode())
+    assert list(object_store.list("calls/2026/11/a/")) == keys[:3]
+    assert list(object_store.list("calls/2026/11/a/p1/0000")) == keys[:2]
+    assert list(object_store.list("calls/")) == keys[:4]
+    assert list(object_store.list("")) == keys
+    assert list(object_store.list("nothing/")) == []
+
+
+def test_exists_and_delete(object_store: ObjectStore) -> None:
+    """delete removes the object; it no longer exists, stats or lists."""
+    object_store.put(KEY, b"x")
+    assert object_store.exists(KEY)
+    object_store.delete(KEY)
+    assert not object_store.exists(KEY)
+    assert list(object_store.list("")) == []
+    with pytest.raises(ObjectNotFound):
+        object_store.delete(KEY)
+
+
+def test_missing_key_is_object_not_found(object_store: ObjectStore) -> None:
+    """Every read of a missing key raises ObjectNotFound (an ObjectStoreError)."""
+    for op in (
+        object_store.stat,
+        object_store.get,
+        object_store.open,
+        lambda k: object_store.set_legal_hold(k, True),
+    ):
+        with pytest.raises(ObjectNotFound) as exc:
+            op("calls/missing.webm")
+        assert isinstance(exc.value, ObjectStoreError)
+        assert exc.value.key == "calls/missing.webm"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "/etc/passwd",
+        "calls/../../etc/passwd",
+        "..",
+        "calls//x",
+        "calls/x/",
+        "calls\\x",
+        "calls/./x",
+        "calls/.hidden",
+        "calls/x.webm.meta.json",
+    ],
+)
+def test_bad_keys_are_refused(object_store: ObjectStore, key: str) -> None:
+    """Keys that could escape the root or hide as internals are refused before any I/O."""
+    with pytest.raises(ValueError):
+        object_store.put(key, b"x")
+    with pytest.raises(ValueError):
+        object_store.stat(key)
+    with pytest.raises(ValueError):
+        object_store.delete(key)
+
+
+def test_legal_hold_blocks_delete_until_lifted(object_store: ObjectStore) -> None:
+    """An object on legal hold cannot be deleted; lifting the hold allows it."""
+    object_store.put(KEY, b"evidence")
+    object_store.set_legal_hold(KEY, True)
+    assert object_store.stat(KEY).legal_hold is True
+    with pytest.raises(ObjectLocked):
+        object_store.delete(KEY)
+    assert object_store.get(KEY) == b"evidence"
+    object_store.set_legal_hold(KEY, False)
+    assert object_store.stat(KEY).legal_hold is False
+    object_store.delete(KEY)
+    assert not object_store.exists(KEY)
+
+
+def test_retention_blocks_delete(object_store: ObjectStore) -> None:
+    """An object retained until later cannot be deleted before then."""
+    until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    object_store.put(KEY, b"evidence", retain_until=until)
+    st = object_store.stat(KEY)
+    assert st.retain_until == until
+    assert st.retention_mode == "GOVERNANCE"
+    with pytest.raises(ObjectStoreError):
+        object_store.delete(KEY)
+    assert object_store.get(KEY) == b"evidence"
+
+
+def test_retention_arguments_are_checked(object_store: ObjectStore) -> None:
+    """A naive retain_until or an unknown mode is refused."""
+    with pytest.raises(ValueError):
+        object_store.put(KEY, b"x", retain_until=datetime(2030, 1, 1))
+    with pytest.raises(ValueError):
+        object_store.put(KEY, b"x", retain_until=datetime(2030, 1, 1, tzinfo=UTC), mode="forever")
+
+
+def test_presigned_get(object_store: ObjectStore) -> None:
+    """S3 gives a link a browser can fetch with a Range (206); the local store gives None."""
+    data = b"0123456789" * 100
+    object_store.put(KEY, data)
+    url = object_store.presigned_get(KEY, 60)
+    if isinstance(object_store, LocalObjectStore):
+        assert url is None
+        return
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    req = urllib.request.Request(url, headers={"Range": "bytes=10-29"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 206
+        assert resp.read() == data[10:30]
+
+
+# Local-only behaviour
+
+
+def test_local_files_and_sidecar_layout(tmp_path: Path) -> None:
+    """Objects are plain files under root with a JSON sidecar; no temp files remain."""
+    store = LocalObjectStore(tmp_path)
+    store.put(KEY, b"abc")
+    path = tmp_path / KEY
+    assert path.read_bytes() == b"abc"
+    assert (tmp_path / (KEY + ".meta.json")).is_file()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["000001.webm", "000001.webm.meta.json"]
+
+
+def test_local_retention_expires(tmp_path: Path) -> None:
+    """Once the retention date passes, the object can be deleted; until then not replaced."""
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    store = LocalObjectStore(tmp_path, clock=lambda: now)
+    store.put(KEY, b"v1", retain_until=now + timedelta(days=1), mode="COMPLIANCE")
+    assert store.stat(KEY).retention_mode == "COMPLIANCE"
+    with pytest.raises(ObjectLocked):
+        store.put(KEY, b"v2")
+    with pytest.raises(ObjectLocked):
+        store.delete(KEY)
+    now += timedelta(days=2)
+    store.delete(KEY)
+    assert not store.exists(KEY)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_local_short_stream_is_refused(tmp_path: Path) -> None:
+    """A stream shorter than its declared length leaves nothing behind."""
+    store = LocalObjectStore(tmp_path)
+    with pytest.raises(ObjectStoreError):
+        store.put(KEY, io.BytesIO(b"abc"), 10)
+    assert not store.exists(KEY)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# S3-only behaviour
+
+
+def test_s3_unreachable_endpoint_fails_fast() -> None:
+    """A closed port gives ObjectStoreError('storage unreachable') within seconds."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(ObjectStoreError, match="storage unreachable") as exc:
+        S3ObjectStore(endpoint, "ak", "super-secret-key", "bucket", secure=False, retries=0)
+    assert "super-secret-key" not in str(exc.value)
+    store = S3ObjectStore(
+        endpoint, "ak", "other-secret", "bucket", secure=False, create_bucket=False, timeout_s=1
+    )
+    with pytest.raises(ObjectStoreError, match="storage unreachable"):
+        store.put(KEY, b"x")
+    with pytest.raises(ObjectStoreError, match="storage unreachable"):
+        store.stat(KEY)
+    assert time.monotonic() - started < 10
+    assert "other-secret" not in repr(store)
+
+
+def test_s3_retention_needs_object_lock(moto_endpoint: str) -> None:
+    """Asking to retain in a bucket without Object Lock fails before anything is written."""
+    store = make_s3_store(moto_endpoint, object_lock=False)
+    assert store.object_lock is False
+    with pytest.raises(ObjectStoreError, match="no object lock"):
+        store.put(KEY, b"x", retain_until=datetime.now(UTC) + timedelta(hours=1))
+    assert not store.exists(KEY)
+    store.put(KEY, b"x")
+    store.delete(KEY)
+    assert not store.exists(KEY)
+
+
+def test_s3_compliance_retention_on_request(moto_endpoint: str) -> None:
+    """COMPLIANCE mode is used only when asked for, and the server refuses deletion too."""
+    store = make_s3_store(moto_endpoint)
+    until = datetime.now(UTC) + timedelta(hours=1)
+    store.put(KEY, b"evidence", retain_until=until, mode="COMPLIANCE")
+    assert store.stat(KEY).retention_mode == "COMPLIANCE"
+    with pytest.raises(ObjectLocked):
+        store.delete(KEY)
