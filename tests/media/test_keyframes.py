@@ -75,3 +75,31 @@ async def test_simultaneous_key_frame_requests_reach_the_publisher_once(service)
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_one_subscribers_key_frame_requests_count_once_a_second(service, monkeypatch):
+    """A client that keeps asking reaches its publisher at most once a second."""
+    from media import router
+    from media.hooks import Feedback
+
+    call_id, clients, ids = await six_party_call(service)
+    peers = [MediaPeer(clients[n], call_id, colour=COLOURS[n], tone=TONES[n]) for n in range(2)]
+    try:
+        for peer in peers:
+            await peer.start()
+        await peers[1].wait_checked(ids[0], kinds=("video",))
+        call_media = service.hub.media.calls[call_id]
+        stream = next(s for s in call_media.peers[ids[1]].streams() if s.kind == "video")
+        forwarded: list[float] = []
+        now = [1000.0]
+        monkeypatch.setattr(router.time, "monotonic", lambda: now[0])
+        monkeypatch.setattr(stream.source, "request_key_frame", lambda: forwarded.append(now[0]))
+        stream.last_keyframe_request = -1e9
+        for at in (1000.0, 1000.3, 1000.6, 1001.1, 1001.5, 1002.2):
+            now[0] = at
+            stream.on_feedback(Feedback("keyframe"))
+        assert forwarded == [1000.0, 1001.1, 1002.2]
+        assert stream.keyframe_requests >= 6  # every request is counted in the stats
+    finally:
+        for peer in peers:
+            await peer.close()
