@@ -92,12 +92,14 @@ async def test_one_subscribers_key_frame_requests_count_once_a_second(service, m
         stream = next(s for s in call_media.peers[ids[1]].streams() if s.kind == "video")
         forwarded: list[float] = []
         now = [1000.0]
-        monkeypatch.setattr(router.time, "monotonic", lambda: now[0])
-        monkeypatch.setattr(stream.source, "request_key_frame", lambda: forwarded.append(now[0]))
         stream.last_keyframe_request = -1e9
-        for at in (1000.0, 1000.3, 1000.6, 1001.1, 1001.5, 1002.2):
-            now[0] = at
-            stream.on_feedback(Feedback("keyframe"))
+        # A settable clock only while the requests are made (the event loop reads it too).
+        with monkeypatch.context() as patch:
+            patch.setattr(router.time, "monotonic", lambda: now[0])
+            patch.setattr(stream.source, "request_key_frame", lambda: forwarded.append(now[0]))
+            for at in (1000.0, 1000.3, 1000.6, 1001.1, 1001.5, 1002.2):
+                now[0] = at
+                stream.on_feedback(Feedback("keyframe"))
         assert forwarded == [1000.0, 1001.1, 1002.2]
         assert stream.keyframe_requests >= 6  # every request is counted in the stats
     finally:
