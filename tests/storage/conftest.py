@@ -3,7 +3,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,17 +60,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"moto_server not listening on {port} after {timeout_s} s")
+def wait_until_serving(proc: subprocess.Popen[str], timeout_s: float = 20.0) -> None:
+    """Wait for moto's "Running on" line; its stderr keeps being drained afterwards (a full
+    pipe would block the server)."""
+    serving = threading.Event()
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "Running on" in line:
+                serving.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not serving.wait(timeout_s):
+        raise RuntimeError(f"moto_server did not start within {timeout_s} s ({proc.poll()=})")
 
 
 @pytest.fixture(scope="session")
@@ -78,16 +81,16 @@ def moto_endpoint() -> Iterator[str]:
     """A real S3 protocol server (moto) on 127.0.0.1, for the whole session."""
     exe = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "moto_server"
     cmd = str(exe) if exe.exists() else shutil.which("moto_server")
-    if cmd is None:
-        pytest.skip("moto_server not installed (pip install 'moto[server]')")
+    assert cmd is not None, "moto_server is installed by ./dev.sh test (the test extras)"
     port = free_port()
     proc = subprocess.Popen(
         [cmd, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
-        wait_for_port(port, proc)
+        wait_until_serving(proc)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
