@@ -49,7 +49,7 @@ case "${1:-}" in
         apt_install "${TEST_APT_PACKAGES[@]}"
         venv ".[test]"
         "$VENV/bin/ruff" check .
-        "$VENV/bin/mypy" signaling storage media
+        "$VENV/bin/mypy" signaling storage media recorder
         exec "$VENV/bin/python" -m pytest -q "$@"
         ;;
     *)

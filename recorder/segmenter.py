@@ -1,0 +1,424 @@
+"""Turning tapped RTP payloads into closed, self-contained media segments.
+
+Pure and synchronous: meant to run off the event loop (in an executor).
+
+- `FrameAssembler` depayloads one track's RTP payloads into whole encoded frames
+  (VP8 partitions concatenated, H.264 as Annex-B NAL units, Opus as is), dropping
+  an incomplete frame on a sequence gap and waiting for the next key frame.
+- `SegmentWriter` muxes frames by stream copy (PyAV, no decoding or encoding) into
+  one WebM (VP8+Opus) or Matroska (H.264+Opus) file, closed with Cues and fsynced.
+- `Segmenter` cuts one participant's frames into files 000001.webm, 000002.webm…
+  at the first video key frame after the target length (by time when audio-only).
+"""
+
+from __future__ import annotations
+
+import fractions
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import av
+from aiortc.codecs.h264 import H264PayloadDescriptor
+from aiortc.codecs.vpx import VpxPayloadDescriptor
+
+from media.rtp import keyframe_start
+
+MS = fractions.Fraction(1, 1000)
+CLOCK_RATES = {"vp8": 90000, "h264": 90000, "opus": 48000}
+EXTENSIONS = {"vp8": "webm", "h264": "mkv", None: "webm"}
+FORMATS = {"vp8": "webm", "h264": "matroska", None: "webm"}
+
+
+class RecorderError(Exception):
+    pass
+
+
+class PacketLike(Protocol):
+    payload: bytes
+    rtp_timestamp: int
+    sequence: int
+    marker: bool
+    keyframe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One whole encoded frame (or Opus packet)."""
+
+    data: bytes
+    rtp_timestamp: int
+    keyframe: bool
+    arrival_ms: int = 0
+
+    def __iter__(self) -> Any:
+        return iter((self.data, self.rtp_timestamp, self.keyframe))
+
+
+def _h264_has_idr(annexb: bytes) -> bool:
+    for chunk in annexb.split(b"\x00\x00\x01"):
+        if chunk and chunk[0] & 0x1F == 5:
+            return True
+    return False
+
+
+class FrameAssembler:
+    """Depayloads one track's packets, fed in sequence order, into whole frames."""
+
+    def __init__(self, codec: str) -> None:
+        if codec not in CLOCK_RATES:
+            raise RecorderError(f"unsupported codec {codec!r}")
+        self.codec = codec
+        self.video = codec != "opus"
+        self.expected_sequence: int | None = None
+        self.waiting_for_keyframe = self.video  # a recording starts at a key frame
+        self.gaps = 0  # sequence gaps seen
+        self.lost_packets = 0  # packets missing in those gaps
+        self.dropped_frames = 0  # incomplete frames thrown away
+        self.skipped_packets = 0  # packets skipped while waiting for a key frame
+        self._parts: list[bytes] = []
+        self._timestamp: int | None = None
+        self._keyframe = False
+        self._arrival_ms = 0
+
+    def feed(self, packet: PacketLike) -> list[Frame]:
+        """Take one packet; return the frames it completes (usually zero or one)."""
+        out: list[Frame] = []
+        sequence = packet.sequence & 0xFFFF
+        if self.expected_sequence is not None and sequence != self.expected_sequence:
+            missing = (sequence - self.expected_sequence) & 0xFFFF
+            if missing >= 0x8000:  # late or duplicate: ignore it
+                return out
+            self.gaps += 1
+            self.lost_packets += missing
+            if self.video:
+                if self._parts:
+                    self.dropped_frames += 1
+                self._reset()
+                self.waiting_for_keyframe = True
+        self.expected_sequence = (sequence + 1) & 0xFFFF
+        arrival = int(getattr(packet, "arrival_ms", 0))
+
+        if not self.video:
+            if packet.payload:
+                out.append(Frame(bytes(packet.payload), packet.rtp_timestamp, True, arrival))
+            return out
+
+        if self._parts and packet.rtp_timestamp != self._timestamp:
+            # The previous frame ended without a marker bit.
+            out.extend(self._finish())
+
+        if self.waiting_for_keyframe:
+            if not (packet.keyframe or keyframe_start(self.codec, packet.payload)):
+                self.skipped_packets += 1
+                return out
+            self.waiting_for_keyframe = False
+
+        try:
+            data, starts = self._depayload(packet.payload)
+        except ValueError:
+            self.dropped_frames += 1 if self._parts else 0
+            self._reset()
+            self.waiting_for_keyframe = True
+            return out
+        if not self._parts:
+            if not starts:
+                # A frame's middle with no beginning (after an earlier drop).
+                self.skipped_packets += 1
+                return out
+            self._timestamp = packet.rtp_timestamp
+            self._arrival_ms = arrival
+            self._keyframe = packet.keyframe or keyframe_start(self.codec, packet.payload)
+        self._parts.append(data)
+        if packet.marker:
+            out.extend(self._finish())
+        return out
+
+    def feed_all(self, packets: Iterable[PacketLike]) -> list[Frame]:
+        out: list[Frame] = []
+        for packet in packets:
+            out.extend(self.feed(packet))
+        return out
+
+    def flush(self) -> list[Frame]:
+        """The frame in progress counts as incomplete: it is dropped."""
+        if self._parts:
+            self.dropped_frames += 1
+        self._reset()
+        return []
+
+    def _depayload(self, payload: bytes) -> tuple[bytes, bool]:
+        if self.codec == "vp8":
+            descriptor, data = VpxPayloadDescriptor.parse(payload)
+            return data, bool(descriptor.partition_start) and descriptor.partition_id == 0
+        h264, data = H264PayloadDescriptor.parse(payload)
+        return data, bool(h264.first_fragment)
+
+    def _finish(self) -> list[Frame]:
+        data = b"".join(self._parts)
+        assert self._timestamp is not None
+        keyframe = self._keyframe
+        if self.codec == "vp8":
+            keyframe = bool(data) and not data[0] & 0x01
+        elif self.codec == "h264":
+            keyframe = keyframe or _h264_has_idr(data)
+        frame = Frame(data, self._timestamp, keyframe, self._arrival_ms)
+        self._reset()
+        return [frame] if data else []
+
+    def _reset(self) -> None:
+        self._parts = []
+        self._timestamp = None
+        self._keyframe = False
+
+
+class RtpClock:
+    """Maps one track's RTP timestamps to ms since the call start.
+
+    Anchored at the first frame's arrival; 32-bit wrap-around is unwrapped.
+    """
+
+    def __init__(self, codec: str, call_start_ms: int = 0) -> None:
+        self.rate = CLOCK_RATES[codec]
+        self.call_start_ms = call_start_ms
+        self._base_rtp: int | None = None
+        self._base_ms = 0
+        self._last_rtp = 0
+        self._unwrapped = 0
+
+    def to_ms(self, rtp_timestamp: int, arrival_ms: int) -> int:
+        if self._base_rtp is None:
+            self._base_rtp = rtp_timestamp
+            self._base_ms = arrival_ms - self.call_start_ms
+            self._last_rtp = rtp_timestamp
+            self._unwrapped = 0
+        delta = (rtp_timestamp - self._last_rtp) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            delta -= 0x100000000
+        self._unwrapped += delta
+        self._last_rtp = rtp_timestamp
+        return self._base_ms + (self._unwrapped * 1000) // self.rate
+
+
+def vp8_size(frame: bytes) -> tuple[int, int]:
+    """Width and height from a VP8 key frame's header."""
+    if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != b"\x9d\x01\x2a":
+        raise RecorderError("not a VP8 key frame")
+    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
+    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
+    return width, height
+
+
+class SegmentWriter:
+    """One self-contained file by stream copy; timestamps in ms since the call start."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        video_codec: str | None,
+        start_pts_ms: int,
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        if video_codec not in EXTENSIONS:
+            raise RecorderError(f"unsupported video codec {video_codec!r}")
+        self.path = Path(path)
+        self.video_codec = video_codec
+        self.start_pts_ms = start_pts_ms
+        self.size = size
+        self.last_pts_ms = start_pts_ms
+        self.video_frames = 0
+        self.audio_frames = 0
+        self.closed = False
+        self._container: Any = None
+        self._video: Any = None
+        self._audio: Any = None
+        self._last_dts: dict[str, int] = {}
+        self._pending_audio: list[tuple[bytes, int]] = []
+
+    @property
+    def started(self) -> bool:
+        return self._container is not None
+
+    def _start(self, keyframe: bytes | None) -> None:
+        container: Any = av.open(str(self.path), "w", format=FORMATS[self.video_codec])
+        try:
+            if self.video_codec == "vp8":
+                assert keyframe is not None
+                width, height = self.size or vp8_size(keyframe)
+                video = container.add_stream("libvpx", rate=1000)
+                video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+                video.time_base = MS
+                self._video = video
+            elif self.video_codec == "h264":
+                assert keyframe is not None
+                probe: Any = av.open(io.BytesIO(keyframe), format="h264")
+                try:
+                    template = probe.streams.video[0]
+                    if not template.codec_context.width:
+                        raise RecorderError("no SPS in the H.264 key frame")
+                    # The SPS/PPS become the track's extradata (avcC), size from the SPS.
+                    self._video = container.add_stream_from_template(template)
+                finally:
+                    probe.close()
+                if self.size:
+                    self._video.width, self._video.height = self.size
+                self._video.time_base = MS
+            audio = container.add_stream("libopus", rate=48000)
+            audio.layout = "stereo"
+            audio.time_base = MS
+            self._audio = audio
+            container.start_encoding()
+        except Exception:
+            container.close()
+            raise
+        self._container = container
+
+    def write_video(self, data: bytes, pts_ms: int, keyframe: bool) -> None:
+        if self.video_codec is None:
+            raise RecorderError("this segment has no video")
+        if not self.started:
+            if not keyframe:
+                raise RecorderError("a segment must start with a video key frame")
+            self._start(data)
+            self._mux("video", data, pts_ms, True)
+            for audio, audio_pts in self._pending_audio:
+                self._mux("audio", audio, audio_pts, True)
+            self._pending_audio = []
+            return
+        self._mux("video", data, pts_ms, keyframe)
+
+    def write_audio(self, data: bytes, pts_ms: int) -> None:
+        if not self.started:
+            if self.video_codec is not None:
+                self._pending_audio.append((data, pts_ms))
+                return
+            self._start(None)
+        self._mux("audio", data, pts_ms, True)
+
+    def _mux(self, kind: str, data: bytes, pts_ms: int, keyframe: bool) -> None:
+        if self.closed:
+            raise RecorderError("segment is closed")
+        last = self._last_dts.get(kind)
+        if last is not None and pts_ms <= last:
+            pts_ms = last + 1  # DTS strictly increasing
+        self._last_dts[kind] = pts_ms
+        packet = av.Packet(bytes(data))  # a copy: the muxer may keep it
+        packet.stream = self._video if kind == "video" else self._audio
+        packet.pts = packet.dts = pts_ms
+        packet.time_base = MS
+        packet.is_keyframe = keyframe
+        self._container.mux(packet)
+        if kind == "video":
+            self.video_frames += 1
+        else:
+            self.audio_frames += 1
+        self.last_pts_ms = max(self.last_pts_ms, pts_ms)
+
+    def close(self) -> Path | None:
+        """Finish the file (Cues, Duration) and fsync it; None if nothing was written."""
+        if self.closed:
+            return self.path if self.started else None
+        self.closed = True
+        if not self.started:
+            return None
+        self._container.close()
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return self.path
+
+
+class Segmenter:
+    """Cuts one participant's frames (audio and video) into numbered segment files."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        video_codec: str | None,
+        target_s: float = 10.0,
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.video_codec = video_codec
+        self.target_ms = int(target_s * 1000)
+        self.size = size
+        self.index = 0
+        self.closed: list[Path] = []
+        self.dropped_video = 0  # frames before the first key frame
+        self._writer: SegmentWriter | None = None
+        self._has_video = False  # the current segment carries video
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.video_codec]
+
+    def _open(self, pts_ms: int, video: bool) -> list[Path]:
+        done = self._close_current()
+        self.index += 1
+        path = self.directory / f"{self.index:06d}.{self.extension}"
+        self._writer = SegmentWriter(
+            path, self.video_codec if video else None, pts_ms, self.size if video else None
+        )
+        self._has_video = video
+        return done
+
+    def _close_current(self) -> list[Path]:
+        if self._writer is None:
+            return []
+        path = self._writer.close()
+        self._writer = None
+        if path is None:
+            return []
+        self.closed.append(path)
+        return [path]
+
+    def due(self, pts_ms: int) -> bool:
+        """Is the current segment long enough to be cut (ask for a key frame then)?"""
+        writer = self._writer
+        return writer is not None and pts_ms - writer.start_pts_ms >= self.target_ms
+
+    def add_video(self, frame: Frame, pts_ms: int) -> list[Path]:
+        """Take one video frame; return the segments this closed."""
+        if self.video_codec is None:
+            raise RecorderError("audio-only segmenter got video")
+        done: list[Path] = []
+        if frame.keyframe and (self._writer is None or not self._has_video or self.due(pts_ms)):
+            done = self._open(pts_ms, True)
+        if self._writer is None or not self._has_video:
+            self.dropped_video += 1
+            return done
+        self._writer.write_video(frame.data, pts_ms, frame.keyframe)
+        return done
+
+    def add_audio(self, frame: Frame, pts_ms: int) -> list[Path]:
+        """Take one audio frame; return the segments this closed.
+
+        Audio before the first video key frame (or of an audio-only participant)
+        goes into audio-only segments cut by time.
+        """
+        done: list[Path] = []
+        if self._writer is None or (not self._has_video and self.due(pts_ms)):
+            done = self._open(pts_ms, False)
+        assert self._writer is not None
+        self._writer.write_audio(frame.data, pts_ms)
+        return done
+
+    def add(self, kind: str, frame: Frame, pts_ms: int) -> list[Path]:
+        if kind == "video":
+            return self.add_video(frame, pts_ms)
+        return self.add_audio(frame, pts_ms)
+
+    def close(self) -> list[Path]:
+        """Close the open segment; return it (if it holds anything)."""
+        return self._close_current()
