@@ -623,7 +623,6 @@ class Hub:
         self.wake()
 
     def _store_and_log(self, effect: Effect) -> None:
-        now = self.clock.wall_ms()
         store = self.store
         if isinstance(effect, CallChanged):
             call = effect.call
@@ -639,16 +638,11 @@ class Hub:
                     answered_at=call.answered_at,
                     ended_at=call.ended_at,
                 )
-            store.add_call_event(
-                call.id, "call", call.id, effect.old, effect.new, now, {"reason": effect.reason}
-            )
-            store.append_audit(
-                "system",
-                "call.state",
-                call.id,
-                {"old": effect.old, "new": effect.new, "reason": effect.reason},
-                at=now,
-            )
+            self._record_transition(
+                effect, call.id, "call", call.id, "system",
+                event={"reason": effect.reason},
+                audit={"old": effect.old, "new": effect.new, "reason": effect.reason},
+            )  # fmt: skip
             self.metrics.call_transitions.labels(state=effect.new).inc()
             if call.state is CallState.ENDED:
                 self._launch_started.pop(call.id, None)
@@ -675,22 +669,11 @@ class Hub:
                     ended_at=inv.ended_at,
                 )
             )
-            store.add_call_event(
-                inv.call_id,
-                "invitation",
-                inv.id,
-                effect.old,
-                effect.new,
-                now,
-                {"reason": effect.reason, "expert_id": inv.expert_id},
-            )
-            store.append_audit(
-                inv.inviter_id or "system",
-                "invitation.state",
-                inv.id,
-                {"call_id": inv.call_id, "old": effect.old, "new": effect.new},
-                at=now,
-            )
+            self._record_transition(
+                effect, inv.call_id, "invitation", inv.id, inv.inviter_id or "system",
+                event={"reason": effect.reason, "expert_id": inv.expert_id},
+                audit={"call_id": inv.call_id, "old": effect.old, "new": effect.new},
+            )  # fmt: skip
         elif isinstance(effect, ParticipantChanged):
             p = effect.participant
             with log_context(call_id=p.call_id, participant_id=p.id):
@@ -707,27 +690,32 @@ class Hub:
                     left_at=p.left_at,
                 )
             )
-            store.add_call_event(
-                p.call_id,
-                "participant",
-                p.id,
-                effect.old,
-                effect.new,
-                now,
-                {"reason": effect.reason},
-            )
-            store.append_audit(
-                p.principal_id,
-                "participant.state",
-                p.id,
-                {"call_id": p.call_id, "old": effect.old, "new": effect.new},
-                at=now,
-            )
+            self._record_transition(
+                effect, p.call_id, "participant", p.id, p.principal_id,
+                event={"reason": effect.reason},
+                audit={"call_id": p.call_id, "old": effect.old, "new": effect.new},
+            )  # fmt: skip
         elif isinstance(effect, ExpertChanged):
             expert = effect.expert
             store.set_expert_availability(expert.id, expert.availability.value)
             if expert.last_busy_at:
                 store.set_expert_last_busy(expert.id, expert.last_busy_at)
+
+    def _record_transition(
+        self,
+        effect: CallChanged | InvitationChanged | ParticipantChanged,
+        call_id: str,
+        kind: str,
+        subject_id: str,
+        actor: str,
+        *,
+        event: dict[str, Any],
+        audit: dict[str, Any],
+    ) -> None:
+        """One state change into the call's history and the hash-chained audit log."""
+        now = self.clock.wall_ms()
+        self.store.add_call_event(call_id, kind, subject_id, effect.old, effect.new, now, event)
+        self.store.append_audit(actor, f"{kind}.state", subject_id, audit, at=now)
 
     def _tell(self, effect: Effect) -> None:
         if isinstance(effect, InvitationChanged):
