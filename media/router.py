@@ -575,11 +575,11 @@ class Peer:
             published,
             header,
             bytes(plain[header.payload_offset : header.payload_end]),
-            int(time.time() * 1000),
+            None,  # arrival time: only taps need it, so only taps pay for it
         )
 
     def _forward(
-        self, published: Published, header: RtpHeader, payload: bytes, arrival_ms: int
+        self, published: Published, header: RtpHeader, payload: bytes, arrival_ms: int | None
     ) -> None:
         self.last_media_at = time.monotonic()
         if self.timed_out:
@@ -598,7 +598,7 @@ class Peer:
                 header.sequence,
                 header.marker,
                 keyframe,
-                arrival_ms,
+                arrival_ms if arrival_ms is not None else int(time.time() * 1000),
             )
             for tap in published.taps:
                 tap.offer(tapped)
