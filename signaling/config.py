@@ -167,18 +167,35 @@ class Settings:
     turn_secret: Secret = Secret("")
     # Lifetime of the TURN credentials handed out over signaling.
     turn_credential_ttl_s: float = 3600.0
-    # Recorder (reserved): S3 endpoint host[:port]; empty: local object store in data_dir/objects.
+    # Recording: target segment length; a segment is cut at the first key frame after it.
+    recording_segment_s: float = 10.0
+    # Kiosk call launched without recording consent: "refuse" (no call) or "unrecorded".
+    # Station calls always need consent and are always recorded.
+    kiosk_without_consent: Literal["refuse", "unrecorded"] = "refuse"
+    # Days every evidence object is retained (Object Lock retention / local store lock).
+    retention_days: int = 365
+    # "GOVERNANCE" (an admin with bypass rights may lift it) or "COMPLIANCE" (nobody can).
+    retention_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    # Packets buffered for the recorder per published track; past it, a gap is recorded.
+    recorder_tap_packets: int = 2048
+    # Oldest spooled file waiting longer than this: upload lag warning.
+    upload_lag_warn_s: float = 300.0
+    # Free space under the spool below this many MiB: disk warning.
+    spool_min_free_mb: int = 1024
+    # Recorder: S3 endpoint host[:port]; empty: local object store in data_dir/objects.
     s3_endpoint: str = ""
-    # Recorder (reserved): S3 access key id.
+    # Recorder: S3 access key id.
     s3_access_key: str = ""
-    # Recorder (reserved): S3 secret key; never shown in repr, str or logs.
+    # Recorder: S3 secret key; never shown in repr, str or logs.
     s3_secret_key: Secret = Secret("")
-    # Recorder (reserved): S3 bucket.
+    # Recorder: S3 bucket (created with Object Lock if missing).
     s3_bucket: str = "mediation"
-    # Recorder (reserved): S3 region; empty: the server's default.
+    # Recorder: S3 region; empty: the server's default.
     s3_region: str = ""
-    # Recorder (reserved): use HTTPS to reach the S3 endpoint.
+    # Recorder: use HTTPS to reach the S3 endpoint.
     s3_secure: bool = True
+    # PEM CA bundle that signs the S3 endpoint's certificate; empty: the system's CAs.
+    s3_ca_file: Path | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -191,6 +208,21 @@ class Settings:
     @property
     def objects_dir(self) -> Path:
         return self.data_dir / "objects"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Closed segments and chain links waiting for a verified upload."""
+        return self.data_dir / "spool"
+
+    @property
+    def recording_dir(self) -> Path:
+        """Recordings in progress: open segments and each call's chain."""
+        return self.data_dir / "recording"
+
+    @property
+    def keys_dir(self) -> Path:
+        """The evidence signing keys (private keys mode 0600)."""
+        return self.data_dir / "keys"
 
     @property
     def tls_enabled(self) -> bool:
@@ -494,6 +526,23 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "s3_bucket": ("must be a string", _string),
     "s3_region": ("must be a string", _string),
     "s3_secure": (_BOOL, lambda v: isinstance(v, bool)),
+    "s3_ca_file": ("must be a file path", _optional_path),
+    "recording_segment_s": (
+        "must be a number from 2 to 600",
+        lambda v: _is_number(v) and 2 <= v <= 600,
+    ),
+    "kiosk_without_consent": (
+        "must be 'refuse' or 'unrecorded'",
+        lambda v: v in ("refuse", "unrecorded"),
+    ),
+    "retention_days": ("must be an integer >= 1", _at_least(1)),
+    "retention_mode": (
+        "must be 'GOVERNANCE' or 'COMPLIANCE'",
+        lambda v: v in ("GOVERNANCE", "COMPLIANCE"),
+    ),
+    "recorder_tap_packets": ("must be an integer >= 64", _at_least(64)),
+    "upload_lag_warn_s": (_POSITIVE, _positive),
+    "spool_min_free_mb": ("must be an integer >= 0", _at_least(0)),
 }
 
 _KINDS: dict[str, _Kind] = {name: _kind_of(hint) for name, hint in get_type_hints(Settings).items()}

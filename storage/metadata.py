@@ -32,24 +32,32 @@ from .records import (
     CALL_EVENT_KINDS,
     CALL_STATES,
     DEVICE_KINDS,
+    RECORDING_STATUSES,
     ROLES,
     Account,
     AuditEntry,
     CallEvent,
     CallRecord,
     Case,
+    Consent,
     Device,
     DisputeType,
     ExpertProfile,
     InvitationRecord,
+    NoticeText,
     ParticipantRecord,
     Party,
+    Recording,
+    RecordingObject,
     Session,
 )
 
 DEVICE_TOKEN_PREFIX = "dev_"
 SESSION_TOKEN_PREFIX = "ses_"
 
+_RECORDING_UPDATABLE = frozenset(
+    {"status", "ended_at", "chain_count", "chain_head", "manifest_key", "legal_hold"}
+)
 _CALL_UPDATABLE = frozenset(
     {
         "state",
@@ -784,6 +792,154 @@ class MetadataStore:
             "SELECT * FROM participants WHERE call_id = ? ORDER BY joined_at, id", (call_id,)
         )
         return [_record(ParticipantRecord, r) for r in rows]
+
+    # -- consent and recordings --------------------------------------------------
+
+    def get_notice(self, language: str, version: str | None = None) -> NoticeText:
+        """The recording notice in `language`: a given version, or the newest one."""
+        if version is None:
+            row = self._one(
+                "SELECT * FROM notice_texts WHERE language = ?"
+                " ORDER BY created_at DESC, version DESC LIMIT 1",
+                (language,),
+            )
+        else:
+            row = self._one(
+                "SELECT * FROM notice_texts WHERE language = ? AND version = ?",
+                (language, version),
+            )
+        if row is None:
+            raise NotFound("notice", f"{version or 'newest'}/{language}")
+        return _record(NoticeText, row)
+
+    def add_notice(self, version: str, language: str, body: str) -> NoticeText:
+        """A new notice text version; Conflict if that version exists in that language."""
+        text = NoticeText(
+            _text("version", version), _text("language", language), body, self._clock()
+        )
+        try:
+            self._write(
+                "INSERT INTO notice_texts (version, language, body, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (text.version, text.language, text.body, text.created_at),
+            )
+        except sqlite3.IntegrityError as err:
+            raise _integrity(err, "notice", f"{version}/{language}") from err
+        return text
+
+    def insert_consent(self, consent: Consent) -> None:
+        try:
+            self._write(
+                "INSERT INTO consents (id, call_id, evidence, training, notice_version, language,"
+                " device_id, account_id, parties, captured_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    consent.id,
+                    consent.call_id,
+                    int(consent.evidence),
+                    int(consent.training),
+                    consent.notice_version,
+                    consent.language,
+                    consent.device_id,
+                    consent.account_id,
+                    consent.parties,
+                    consent.captured_at,
+                ),
+            )
+        except sqlite3.IntegrityError as err:
+            raise _integrity(err, "consent", consent.id) from err
+
+    def get_consent(self, call_id: str) -> Consent | None:
+        """The call's consent (the latest if several were captured), or None."""
+        row = self._one(
+            "SELECT * FROM consents WHERE call_id = ? ORDER BY captured_at DESC, id DESC LIMIT 1",
+            (call_id,),
+        )
+        return None if row is None else _record(Consent, row)
+
+    def insert_recording(self, rec: Recording) -> None:
+        try:
+            self._write(
+                "INSERT INTO recordings (call_id, prefix, status, started_at, ended_at,"
+                " chain_count, chain_head, manifest_key, legal_hold)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec.call_id,
+                    rec.prefix,
+                    rec.status,
+                    rec.started_at,
+                    rec.ended_at,
+                    rec.chain_count,
+                    rec.chain_head,
+                    rec.manifest_key,
+                    int(rec.legal_hold),
+                ),
+            )
+        except sqlite3.IntegrityError as err:
+            raise _integrity(err, "recording", rec.call_id) from err
+
+    def update_recording(self, call_id: str, **fields: Any) -> Recording:
+        """Update some of: status, ended_at, chain_count, chain_head, manifest_key, legal_hold."""
+        unknown = set(fields) - _RECORDING_UPDATABLE
+        if unknown or not fields:
+            raise ValueError(f"cannot update recording fields {sorted(unknown) or 'none'}")
+        if "status" in fields and fields["status"] not in RECORDING_STATUSES:
+            raise ValueError(f"unknown recording status {fields['status']!r}")
+        if "legal_hold" in fields:
+            fields["legal_hold"] = int(bool(fields["legal_hold"]))
+        with self.transaction():
+            columns = sorted(fields)
+            changed = self._write(
+                f"UPDATE recordings SET {', '.join(f'{c} = ?' for c in columns)} WHERE call_id = ?",
+                [fields[c] for c in columns] + [call_id],
+            )
+            if not changed:
+                raise NotFound("recording", call_id)
+            return self.get_recording(call_id)
+
+    def get_recording(self, call_id: str) -> Recording:
+        row = self._one("SELECT * FROM recordings WHERE call_id = ?", (call_id,))
+        if row is None:
+            raise NotFound("recording", call_id)
+        return _record(Recording, row)
+
+    def list_recordings(self, status: str | None = None) -> list[Recording]:
+        if status is None:
+            rows = self._all("SELECT * FROM recordings ORDER BY started_at, call_id")
+        else:
+            rows = self._all(
+                "SELECT * FROM recordings WHERE status = ? ORDER BY started_at, call_id", (status,)
+            )
+        return [_record(Recording, r) for r in rows]
+
+    def upsert_recording_object(self, obj: RecordingObject) -> None:
+        """Index an object of a recording (again after a re-upload or a reindex)."""
+        try:
+            self._write(
+                "INSERT INTO recording_objects (key, call_id, participant_id, kind, size, sha256,"
+                " retain_until, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET size = excluded.size,"
+                " sha256 = excluded.sha256, retain_until = excluded.retain_until,"
+                " uploaded_at = excluded.uploaded_at",
+                (
+                    obj.key,
+                    obj.call_id,
+                    obj.participant_id,
+                    obj.kind,
+                    obj.size,
+                    obj.sha256,
+                    obj.retain_until,
+                    obj.uploaded_at,
+                ),
+            )
+        except sqlite3.IntegrityError as err:
+            raise _integrity(err, "recording object", obj.key) from err
+
+    def list_recording_objects(self, call_id: str) -> list[RecordingObject]:
+        rows = self._all(
+            "SELECT * FROM recording_objects WHERE call_id = ? ORDER BY key", (call_id,)
+        )
+        return [_record(RecordingObject, r) for r in rows]
 
     # -- audit log ---------------------------------------------------------------
 

@@ -238,9 +238,89 @@ def _v2_media_stats(conn: sqlite3.Connection) -> None:
     )
 
 
+NOTICE_V1 = (
+    (
+        "zh-CN",
+        "本次调解将全程录音录像。录像作为证据保存，仅在法律允许的范围内使用；"
+        "如您另行同意，也可在去除身份信息前提下用于调解员培训。您可以拒绝录像。",
+    ),
+    (
+        "en",
+        "This mediation is recorded in sound and video from start to end. The recording is kept as "
+        "evidence and used only as the law allows; if you also agree, it may be used to train "
+        "mediators. You may refuse to be recorded.",
+    ),
+)
+
+
+def _v3_recordings(conn: sqlite3.Connection) -> None:
+    _run(
+        conn,
+        [
+            """
+            CREATE TABLE notice_texts (
+                version TEXT NOT NULL,
+                language TEXT NOT NULL,
+                body TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                PRIMARY KEY (version, language)
+            )
+            """,
+            """
+            CREATE TABLE consents (
+                id TEXT NOT NULL PRIMARY KEY,
+                call_id TEXT NOT NULL REFERENCES calls (id),
+                evidence INTEGER NOT NULL,
+                training INTEGER NOT NULL,
+                notice_version TEXT NOT NULL,
+                language TEXT NOT NULL,
+                device_id TEXT NOT NULL REFERENCES devices (id),
+                account_id TEXT REFERENCES accounts (id),
+                parties INTEGER NOT NULL,
+                captured_at INTEGER NOT NULL
+            )
+            """,
+            "CREATE INDEX consents_by_call ON consents (call_id)",
+            """
+            CREATE TABLE recordings (
+                call_id TEXT NOT NULL PRIMARY KEY REFERENCES calls (id),
+                prefix TEXT NOT NULL,
+                status TEXT NOT NULL,
+                started_at INTEGER NOT NULL,
+                ended_at INTEGER,
+                chain_count INTEGER NOT NULL DEFAULT 0,
+                chain_head TEXT NOT NULL DEFAULT '',
+                manifest_key TEXT,
+                legal_hold INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+            "CREATE INDEX recordings_open ON recordings (started_at) WHERE status = 'recording'",
+            """
+            CREATE TABLE recording_objects (
+                key TEXT NOT NULL PRIMARY KEY,
+                call_id TEXT NOT NULL REFERENCES recordings (call_id),
+                participant_id TEXT,
+                kind TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                sha256 TEXT NOT NULL,
+                retain_until INTEGER,
+                uploaded_at INTEGER
+            )
+            """,
+            "CREATE INDEX recording_objects_by_call ON recording_objects (call_id, key)",
+        ],
+    )
+    for language, body in NOTICE_V1:
+        conn.execute(
+            "INSERT INTO notice_texts (version, language, body, created_at) VALUES (?, ?, ?, 0)",
+            ("1", language, body),
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _v1_initial),
     Migration(2, "media statistics per participant", _v2_media_stats),
+    Migration(3, "consent, notice texts and the recordings index", _v3_recordings),
 )
 
 

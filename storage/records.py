@@ -16,6 +16,8 @@ INVITATION_STATES = frozenset({"ringing", "accepted", "declined", "timed_out", "
 PARTICIPANT_STATES = frozenset({"joining", "connected", "reconnecting", "dropped", "left"})
 PRINCIPAL_KINDS = frozenset({"device", "account", "guest"})
 CALL_EVENT_KINDS = frozenset({"call", "invitation", "participant"})
+RECORDING_STATUSES = frozenset({"recording", "complete", "interrupted"})
+RECORDING_OBJECT_KINDS = frozenset({"segment", "link", "signature", "manifest", "replay"})
 
 
 def _check(name: str, value: object, allowed: frozenset[str]) -> None:
@@ -198,3 +200,74 @@ class AuditEntry:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeText:
+    """A version of the recording notice shown before consent, in one language."""
+
+    version: str
+    language: str
+    body: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """Recording consent captured at a kiosk or station for one call.
+
+    Purposes are separate: `evidence` (the call may be recorded and kept as evidence) and
+    `training` (the recording may later be used to train mediators).
+    """
+
+    id: str
+    call_id: str
+    evidence: bool
+    training: bool
+    notice_version: str
+    language: str
+    device_id: str
+    account_id: str | None
+    parties: int
+    captured_at: int
+
+    def __post_init__(self) -> None:
+        if self.parties < 1:
+            raise ValueError(f"parties must be at least 1, got {self.parties}")
+        if self.training and not self.evidence:
+            raise ValueError("training consent needs recording (evidence) consent")
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """One call's recording as indexed: where its objects are and its chain head."""
+
+    call_id: str
+    prefix: str
+    status: str
+    started_at: int
+    ended_at: int | None = None
+    chain_count: int = 0
+    chain_head: str = ""
+    manifest_key: str | None = None
+    legal_hold: bool = False
+
+    def __post_init__(self) -> None:
+        _check("recording status", self.status, RECORDING_STATUSES)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingObject:
+    """One stored object of a recording (segment, chain link, signature, manifest, replay)."""
+
+    key: str
+    call_id: str
+    participant_id: str | None
+    kind: str
+    size: int
+    sha256: str
+    retain_until: int | None = None
+    uploaded_at: int | None = None
+
+    def __post_init__(self) -> None:
+        _check("recording object kind", self.kind, RECORDING_OBJECT_KINDS)

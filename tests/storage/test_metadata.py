@@ -44,10 +44,11 @@ def test_open_creates_parent_dirs_and_records_schema_version(
 ) -> None:
     """Opening a new file creates its directory, applies every migration and records them."""
     assert db_path.exists()
-    assert store.schema_version() == 2
+    assert store.schema_version() == MIGRATIONS[-1].version
     with raw(db_path) as conn:
         rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
-    assert rows == [(1, "initial schema"), (2, "media statistics per participant")]
+    assert rows == [(m.version, m.name) for m in MIGRATIONS]
+    assert rows[:2] == [(1, "initial schema"), (2, "media statistics per participant")]
 
 
 def test_reopen_does_not_rerun_migrations(db_path: Path, hasher: PasswordHasher) -> None:
@@ -59,7 +60,7 @@ def test_reopen_does_not_rerun_migrations(db_path: Path, hasher: PasswordHasher)
         applied = conn.execute("SELECT * FROM schema_migrations").fetchall()
     store = MetadataStore.open(db_path, hasher)
     try:
-        assert store.schema_version() == 2
+        assert store.schema_version() == MIGRATIONS[-1].version
         assert store.get_dispute_type("family").name_zh == "家庭"
         assert not store.get_dispute_type("family").active
     finally:
@@ -847,7 +848,64 @@ def test_a_version_1_database_is_migrated_to_version_2_at_open(
     conn.close()
     store = MetadataStore.open(db_path, hasher)
     try:
-        assert store.schema_version() == 2
+        assert store.schema_version() == MIGRATIONS[-1].version
         assert store.media_stats("no-call") == {}
     finally:
         store.close()
+
+
+def test_notice_texts_are_versioned_per_language(world: World) -> None:
+    """The seeded notice exists in both languages; a newer version becomes the newest."""
+    store = world.store
+    assert store.get_notice("zh-CN").version == "1"
+    assert "record" in store.get_notice("en", "1").body
+    store.add_notice("2", "en", "Version two.")
+    assert store.get_notice("en").body == "Version two."
+    assert store.get_notice("en", "1").version == "1"
+    with pytest.raises(Conflict):
+        store.add_notice("2", "en", "again")
+    with pytest.raises(NotFound):
+        store.get_notice("fr")
+
+
+def test_consent_round_trips_and_is_checked(world: World) -> None:
+    """Consent keeps both purposes, the notice version and who captured it."""
+    from storage import Consent
+
+    call = world.call(1000, caller_kind="station", caller_device_id=world.station)
+    consent = Consent(
+        new_id(), call.id, True, True, "1", "zh-CN", world.station, world.officer, 2, 1000
+    )
+    world.store.insert_consent(consent)
+    assert world.store.get_consent(call.id) == consent
+    assert world.store.get_consent(world.call(1001).id) is None
+    with pytest.raises(ValueError, match="parties"):
+        Consent(new_id(), call.id, True, False, "1", "en", world.station, None, 0, 1)
+    with pytest.raises(ValueError, match="training consent needs"):
+        Consent(new_id(), call.id, False, True, "1", "en", world.station, None, 1, 1)
+
+
+def test_recording_index(world: World) -> None:
+    """A recording row tracks status and chain head; its objects are indexed by key."""
+    from storage import Recording, RecordingObject
+
+    store = world.store
+    call = world.call(1000)
+    store.insert_recording(Recording(call.id, f"calls/2026/11/{call.id}/", "recording", 1000))
+    with pytest.raises(Conflict):
+        store.insert_recording(Recording(call.id, "x/", "recording", 1000))
+    assert [r.call_id for r in store.list_recordings("recording")] == [call.id]
+    rec = store.update_recording(call.id, chain_count=3, chain_head="ab" * 32, status="complete")
+    assert (rec.chain_count, rec.status) == (3, "complete")
+    assert store.list_recordings("recording") == []
+    with pytest.raises(ValueError):
+        store.update_recording(call.id, status="lost")
+    with pytest.raises(ValueError):
+        store.update_recording(call.id, prefix="y/")
+    key = f"calls/2026/11/{call.id}/p/000001.webm"
+    store.upsert_recording_object(RecordingObject(key, call.id, "p", "segment", 10, "cd" * 32))
+    store.upsert_recording_object(
+        RecordingObject(key, call.id, "p", "segment", 11, "ef" * 32, uploaded_at=5)
+    )
+    (obj,) = store.list_recording_objects(call.id)
+    assert (obj.size, obj.sha256, obj.uploaded_at) == (11, "ef" * 32, 5)
