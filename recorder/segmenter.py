@@ -79,6 +79,8 @@ class FrameAssembler:
         self.lost_packets = 0  # packets missing in those gaps
         self.dropped_frames = 0  # incomplete frames thrown away
         self.skipped_packets = 0  # packets skipped while waiting for a key frame
+        # Each sequence gap as (first missing, last missing, count): evidence of loss.
+        self.gap_log: list[tuple[int, int, int]] = []
         self._parts: list[bytes] = []
         self._timestamp: int | None = None
         self._keyframe = False
@@ -94,6 +96,7 @@ class FrameAssembler:
                 return out
             self.gaps += 1
             self.lost_packets += missing
+            self.gap_log.append((self.expected_sequence, (sequence - 1) & 0xFFFF, missing))
             if self.video:
                 if self._parts:
                     self.dropped_frames += 1
@@ -338,8 +341,27 @@ class SegmentWriter:
         return self.path
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """What a closed segment holds, for its chain link."""
+
+    path: Path
+    index: int
+    first_pts_ms: int
+    last_pts_ms: int
+    video_frames: int
+    audio_frames: int
+    has_video: bool
+    size: tuple[int, int] | None
+
+
 class Segmenter:
-    """Cuts one participant's frames (audio and video) into numbered segment files."""
+    """Cuts one participant's frames (audio and video) into numbered segment files.
+
+    A new segment starts at the first video key frame after the target length, and at
+    any VP8 key frame whose resolution differs from the open segment's (a file has one
+    video size). H.264 resolution changes are not detected (they keep the segment).
+    """
 
     def __init__(
         self,
@@ -355,9 +377,11 @@ class Segmenter:
         self.size = size
         self.index = 0
         self.closed: list[Path] = []
+        self.info: dict[Path, SegmentInfo] = {}
         self.dropped_video = 0  # frames before the first key frame
         self._writer: SegmentWriter | None = None
         self._has_video = False  # the current segment carries video
+        self._size: tuple[int, int] | None = None  # the open segment's VP8 video size
 
     @property
     def extension(self) -> str:
@@ -374,13 +398,24 @@ class Segmenter:
         return done
 
     def _close_current(self) -> list[Path]:
-        if self._writer is None:
+        writer = self._writer
+        if writer is None:
             return []
-        path = self._writer.close()
+        path = writer.close()
         self._writer = None
         if path is None:
             return []
         self.closed.append(path)
+        self.info[path] = SegmentInfo(
+            path,
+            self.index,
+            writer.start_pts_ms,
+            writer.last_pts_ms,
+            writer.video_frames,
+            writer.audio_frames,
+            self._has_video,
+            self._size,
+        )
         return [path]
 
     def due(self, pts_ms: int) -> bool:
@@ -393,13 +428,26 @@ class Segmenter:
         if self.video_codec is None:
             raise RecorderError("audio-only segmenter got video")
         done: list[Path] = []
-        if frame.keyframe and (self._writer is None or not self._has_video or self.due(pts_ms)):
+        size = self._vp8_size(frame) if frame.keyframe else None
+        resized = size is not None and self._has_video and size != self._size
+        if frame.keyframe and (
+            self._writer is None or not self._has_video or resized or self.due(pts_ms)
+        ):
             done = self._open(pts_ms, True)
+            self._size = size
         if self._writer is None or not self._has_video:
             self.dropped_video += 1
             return done
         self._writer.write_video(frame.data, pts_ms, frame.keyframe)
         return done
+
+    def _vp8_size(self, frame: Frame) -> tuple[int, int] | None:
+        if self.video_codec != "vp8":
+            return None
+        try:
+            return vp8_size(frame.data)
+        except RecorderError:
+            return None
 
     def add_audio(self, frame: Frame, pts_ms: int) -> list[Path]:
         """Take one audio frame; return the segments this closed.

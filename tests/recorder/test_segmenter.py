@@ -12,7 +12,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media import clips
 from media.rtp import keyframe_start
-from recorder.segmenter import FrameAssembler, RtpClock, Segmenter, vp8_size
+from recorder.segmenter import Frame, FrameAssembler, RtpClock, Segmenter, vp8_size
 
 FPS = 15
 KEYS = (0, 8, 16, 24)  # frames sent as key frames (the clip's branches)
@@ -143,10 +143,12 @@ def test_sequence_gap_skips_to_next_key_frame():
     index = next(
         i for i, p in enumerate(packets) if p.rtp_timestamp == packets[0].rtp_timestamp + 3 * 6000
     )
+    missing = packets[index].sequence & 0xFFFF
     del packets[index]
     assembler = FrameAssembler("vp8")
     frames = assembler.feed_all(packets)
     assert assembler.gaps == 1 and assembler.lost_packets == 1
+    assert assembler.gap_log == [(missing, missing, 1)]  # the evidence of the loss
     assert len(frames) == 30 - 5
     assert (
         frames[3].keyframe
@@ -169,3 +171,28 @@ def test_audio_only_is_segmented_by_time(tmp_path):
         with av.open(str(path)) as container:
             assert not container.streams.video
             assert 40 <= sum(1 for _ in container.decode(audio=0)) <= 60
+
+
+def test_resolution_change_starts_a_new_segment(tmp_path):
+    """A VP8 key frame of another size closes the segment; each file has one size."""
+    small = clips.video_clip((40, 200, 40), width=320, height=240, frames=4)
+    large = clips.video_clip((40, 40, 200), width=640, height=480, frames=4)
+    segmenter = Segmenter(tmp_path, "vp8", target_s=60.0)
+    frames = [small.frame(0, n) for n in range(4)] + [large.frame(0, n) for n in range(4)]
+    closed = []
+    for n, data in enumerate(frames):
+        frame = Frame(data, n * 6000, keyframe=n in (0, 4))
+        closed += segmenter.add_video(frame, n * 66)
+    closed += segmenter.close()
+    assert len(closed) == 2
+    sizes = []
+    for path in closed:
+        info = segmenter.info[path]
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            sizes.append((stream.codec_context.width, stream.codec_context.height))
+            decoded = sum(1 for _ in container.decode(stream))
+        assert decoded == info.video_frames == 4
+    assert sizes == [(320, 240), (640, 480)]
+    assert [segmenter.info[p].size for p in closed] == sizes
+    assert segmenter.info[closed[1]].first_pts_ms == 4 * 66
