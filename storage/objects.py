@@ -1,7 +1,9 @@
 """Object stores: recordings and other blobs, on a local directory or an S3 server (MinIO).
 
 Both stores hash what they write (SHA-256, kept with the object) because S3 servers may not
-check checksums; retention and legal hold refuse deletion while they hold.
+check checksums; retention and legal hold refuse deletion and replacement while they hold.
+Retention can also be set after the write (`set_retention`), so a writer can read an object
+back and replace it if it arrived damaged before locking it for years.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class ObjectStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "") -> Iterator[str]: ...
     def delete(self, key: str) -> None: ...
+    def set_retention(self, key: str, retain_until: datetime, mode: str = GOVERNANCE) -> None: ...
     def set_legal_hold(self, key: str, on: bool) -> None: ...
     def presigned_get(self, key: str, expires_s: int) -> str | None: ...
 
@@ -132,6 +135,21 @@ def _check_put_args(retain_until: datetime | None, mode: str, length: int | None
 def _check_range(offset: int, length: int | None) -> None:
     if offset < 0 or (length is not None and length < 0):
         raise ValueError(f"bad range: offset={offset} length={length}")
+
+
+def _check_retention_change(
+    info: ObjectInfo, retain_until: datetime, mode: str, now: datetime
+) -> None:
+    """Refuse what Object Lock refuses: shortening an active retention, or weakening it
+    from COMPLIANCE to GOVERNANCE (an expired retention may be replaced freely)."""
+    if info.retain_until is None or info.retain_until <= now:
+        return
+    if retain_until < info.retain_until:
+        raise ObjectLocked(
+            info.key, f"retention until {info.retain_until.isoformat()} cannot be shortened"
+        )
+    if info.retention_mode == COMPLIANCE and mode != COMPLIANCE:
+        raise ObjectLocked(info.key, "COMPLIANCE retention cannot be weakened")
 
 
 class _HashingReader:
@@ -355,6 +373,15 @@ class LocalObjectStore:
                 break
             parent = parent.parent
 
+    def set_retention(self, key: str, retain_until: datetime, mode: str = GOVERNANCE) -> None:
+        _check_put_args(retain_until, mode, None)
+        path = self._path(key)
+        _check_retention_change(self.stat(key), retain_until, mode, self._clock())
+        meta = self._read_meta(path)
+        meta["retain_until"] = retain_until.isoformat()
+        meta["retention_mode"] = mode
+        self._write_meta(path, meta)
+
     def set_legal_hold(self, key: str, on: bool) -> None:
         path = self._path(key)
         if not path.exists():
@@ -400,6 +427,7 @@ class S3ObjectStore:
     ) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
+        self.ca_file = ca_file
         self._clock = clock
         self._object_lock: bool | None = None
         http = urllib3.PoolManager(
@@ -488,6 +516,11 @@ class S3ObjectStore:
                 code="NoObjectLock",
                 key=key,
             )
+        if self.object_lock:
+            # A versioned bucket would take the write as a new version and leave the locked
+            # one hidden behind it: an evidence key is replaced only when nothing locks it.
+            # (Checked, not atomic: the lock itself is what keeps old versions safe.)
+            self._refuse_if_locked(key)
         if isinstance(data, bytes | bytearray | memoryview):
             # The hash is known before the upload: one request carries data and hash.
             digest = hashlib.sha256(data).hexdigest()
@@ -624,6 +657,15 @@ class S3ObjectStore:
         )
         return iter([o.object_name for o in objects if o.object_name and not o.is_dir])
 
+    def _refuse_if_locked(self, key: str) -> None:
+        try:
+            info = self.stat(key)
+        except ObjectNotFound:
+            return
+        reason = info.locked(self._clock())
+        if reason:
+            raise ObjectLocked(key, reason)
+
     def delete(self, key: str) -> None:
         info = self.stat(key)
         reason = info.locked(self._clock())
@@ -632,6 +674,24 @@ class S3ObjectStore:
         # The current version by id: a plain delete in a versioned bucket would only hide it.
         try:
             self._remove(key, info.version_id)
+        except ObjectStoreError as err:
+            if err.code == "AccessDenied":  # the server's own lock check
+                raise ObjectLocked(key, f"refused by server: {err}") from err
+            raise
+
+    def set_retention(self, key: str, retain_until: datetime, mode: str = GOVERNANCE) -> None:
+        _check_put_args(retain_until, mode, None)
+        info = self.stat(key)
+        if not self.object_lock:
+            raise ObjectStoreError(
+                f"bucket {self.bucket} has no object lock: cannot retain {key}",
+                code="NoObjectLock",
+                key=key,
+            )
+        _check_retention_change(info, retain_until, mode, self._clock())
+        retention = Retention(mode, retain_until.astimezone(UTC))
+        try:
+            self._call(key, lambda: self._client.set_object_retention(self.bucket, key, retention))
         except ObjectStoreError as err:
             if err.code == "AccessDenied":  # the server's own lock check
                 raise ObjectLocked(key, f"refused by server: {err}") from err

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 
-from storage import LocalObjectStore, MetadataStore, ObjectStore, S3ObjectStore
+from storage import LocalObjectStore, MetadataStore, ObjectStore
+
+from ..s3util import (  # noqa: F401 (moto_endpoint, moto_tls: fixtures)
+    S3Server,
+    free_port,
+    make_s3_store,
+    moto_endpoint,
+    moto_tls,
+)
 
 
 class Clock:
@@ -53,71 +56,13 @@ def clocked_store(db_path: Path, hasher: PasswordHasher, clock: Clock) -> Iterat
     s.close()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until_serving(proc: subprocess.Popen[str], timeout_s: float = 20.0) -> None:
-    """Wait for moto's "Running on" line; its stderr keeps being drained afterwards (a full
-    pipe would block the server)."""
-    serving = threading.Event()
-
-    def drain() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if "Running on" in line:
-                serving.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not serving.wait(timeout_s):
-        raise RuntimeError(f"moto_server did not start within {timeout_s} s ({proc.poll()=})")
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A real S3 protocol server (moto) on 127.0.0.1, for the whole session."""
-    exe = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "moto_server"
-    cmd = str(exe) if exe.exists() else shutil.which("moto_server")
-    assert cmd is not None, "moto_server is installed by ./dev.sh test (the test extras)"
-    port = free_port()
-    proc = subprocess.Popen(
-        [cmd, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_until_serving(proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def make_s3_store(endpoint: str, *, object_lock: bool = True) -> S3ObjectStore:
-    return S3ObjectStore(
-        endpoint,
-        "testing-access",
-        "testing-secret",
-        f"test-{uuid.uuid4().hex[:16]}",
-        region="us-east-1",
-        secure=False,
-        object_lock=object_lock,
-        timeout_s=10,
-        retries=0,
-    )
-
-
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "s3_tls"])
 def object_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
-    """Each implementation of ObjectStore; S3 gets a fresh bucket with Object Lock."""
+    """Each implementation of ObjectStore; S3 gets a fresh bucket with Object Lock, over
+    plain HTTP and over HTTPS (a self-signed certificate the store is told to trust)."""
     if request.param == "local":
         return LocalObjectStore(tmp_path / "objects")
-    return make_s3_store(request.getfixturevalue("moto_endpoint"))
+    if request.param == "s3":
+        return make_s3_store(request.getfixturevalue("moto_endpoint"))
+    server: S3Server = request.getfixturevalue("moto_tls")
+    return make_s3_store(server.endpoint, ca_file=server.ca_file)

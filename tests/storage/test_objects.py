@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import ssl
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from storage import (
     S3ObjectStore,
 )
 
+from ..s3util import S3Server
 from .conftest import free_port, make_s3_store
 
 KEY = "calls/2026/11/c0ffee/p1/000001.webm"
@@ -186,6 +188,80 @@ def test_retention_blocks_delete(object_store: ObjectStore) -> None:
     assert object_store.get(KEY) == b"evidence"
 
 
+def test_put_onto_retained_key_is_refused(object_store: ObjectStore) -> None:
+    """A retained object is not replaced by a new write (S3 would hide it under a new
+    version); the stored bytes stay as they were."""
+    until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    object_store.put(KEY, b"evidence", retain_until=until)
+    with pytest.raises(ObjectLocked, match="retained until"):
+        object_store.put(KEY, b"forgery")
+    with pytest.raises(ObjectLocked):
+        object_store.put(KEY, io.BytesIO(b"forgery"))
+    assert object_store.get(KEY) == b"evidence"
+    assert object_store.stat(KEY).sha256 == hashlib.sha256(b"evidence").hexdigest()
+
+
+def test_put_onto_key_on_legal_hold_is_refused_until_lifted(object_store: ObjectStore) -> None:
+    """A legal hold refuses replacement too; once lifted, the key can be written again."""
+    object_store.put(KEY, b"evidence")
+    object_store.set_legal_hold(KEY, True)
+    with pytest.raises(ObjectLocked, match="legal hold"):
+        object_store.put(KEY, b"forgery")
+    assert object_store.get(KEY) == b"evidence"
+    object_store.set_legal_hold(KEY, False)
+    object_store.put(KEY, b"second")
+    assert object_store.get(KEY) == b"second"
+
+
+def test_put_onto_unlocked_key_replaces_it(object_store: ObjectStore) -> None:
+    """Without retention or hold, a second put replaces the object and its hash."""
+    object_store.put(KEY, b"first")
+    info = object_store.put(KEY, b"second")
+    assert object_store.get(KEY) == b"second"
+    assert info.sha256 == hashlib.sha256(b"second").hexdigest()
+
+
+def test_set_retention_after_the_write(object_store: ObjectStore) -> None:
+    """Retention set on a stored object locks it; it may be extended, never shortened."""
+    object_store.put(KEY, b"evidence")
+    until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    object_store.set_retention(KEY, until)
+    st = object_store.stat(KEY)
+    assert (st.retain_until, st.retention_mode) == (until, "GOVERNANCE")
+    with pytest.raises(ObjectLocked):
+        object_store.delete(KEY)
+    with pytest.raises(ObjectLocked):
+        object_store.put(KEY, b"forgery")
+    with pytest.raises(ObjectLocked, match="shortened"):
+        object_store.set_retention(KEY, until - timedelta(minutes=30))
+    later = until + timedelta(hours=1)
+    object_store.set_retention(KEY, later)
+    assert object_store.stat(KEY).retain_until == later
+    assert object_store.get(KEY) == b"evidence"
+
+
+def test_compliance_retention_cannot_be_weakened(object_store: ObjectStore) -> None:
+    """COMPLIANCE retention cannot be turned into GOVERNANCE, even with a later date."""
+    until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    object_store.put(KEY, b"evidence", retain_until=until, mode="COMPLIANCE")
+    with pytest.raises(ObjectLocked, match="weakened"):
+        object_store.set_retention(KEY, until + timedelta(hours=1), mode="GOVERNANCE")
+    assert object_store.stat(KEY).retention_mode == "COMPLIANCE"
+
+
+def test_set_retention_checks_its_arguments(object_store: ObjectStore) -> None:
+    """A missing key is ObjectNotFound; a naive date or an unknown mode is refused."""
+    until = datetime.now(UTC) + timedelta(hours=1)
+    with pytest.raises(ObjectNotFound):
+        object_store.set_retention("calls/missing.webm", until)
+    object_store.put(KEY, b"x")
+    with pytest.raises(ValueError):
+        object_store.set_retention(KEY, datetime(2030, 1, 1))
+    with pytest.raises(ValueError):
+        object_store.set_retention(KEY, until, mode="forever")
+    assert object_store.stat(KEY).retain_until is None
+
+
 def test_retention_arguments_are_checked(object_store: ObjectStore) -> None:
     """A naive retain_until or an unknown mode is refused."""
     with pytest.raises(ValueError):
@@ -202,9 +278,12 @@ def test_presigned_get(object_store: ObjectStore) -> None:
     if isinstance(object_store, LocalObjectStore):
         assert url is None
         return
-    assert url is not None and url.startswith("http://127.0.0.1:")
+    assert isinstance(object_store, S3ObjectStore) and url is not None
+    scheme = "https" if object_store.ca_file else "http"
+    assert url.startswith(f"{scheme}://127.0.0.1:")
+    context = ssl.create_default_context(cafile=object_store.ca_file)
     req = urllib.request.Request(url, headers={"Range": "bytes=10-29"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with urllib.request.urlopen(req, timeout=10, context=context) as resp:
         assert resp.status == 206
         assert resp.read() == data[10:30]
 
@@ -288,3 +367,25 @@ def test_s3_compliance_retention_on_request(moto_endpoint: str) -> None:
     assert store.stat(KEY).retention_mode == "COMPLIANCE"
     with pytest.raises(ObjectLocked):
         store.delete(KEY)
+
+
+def test_local_put_after_retention_expired(tmp_path: Path) -> None:
+    """Once retention has passed, the key may be written again."""
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    store = LocalObjectStore(tmp_path, clock=lambda: now)
+    store.put(KEY, b"v1", retain_until=now + timedelta(days=1))
+    now += timedelta(days=2)
+    store.put(KEY, b"v2")
+    assert store.get(KEY) == b"v2"
+
+
+def test_s3_tls_needs_the_right_ca(moto_tls: S3Server) -> None:
+    """Over HTTPS the server's certificate is checked: without its CA the store refuses to
+    talk (no silent fallback to an unverified connection); with it, Object Lock works."""
+    assert moto_tls.ca_file is not None
+    with pytest.raises(ObjectStoreError, match="storage unreachable") as exc:
+        S3ObjectStore(moto_tls.endpoint, "ak", "sk", "bucket-x", secure=True, retries=0)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(exc.value)
+    store = make_s3_store(moto_tls.endpoint, ca_file=moto_tls.ca_file)
+    assert store.object_lock is True
+    assert store.presigned_get(KEY, 60) is not None
