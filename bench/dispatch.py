@@ -332,7 +332,9 @@ class Bench:
         dispute = self.prov.dispute_types[index % len(self.prov.dispute_types)]
         t0 = time.perf_counter()
         try:
-            result = await kiosk.request("call.launch", dispute_type=dispute, timeout=10)
+            result = await kiosk.request(
+                "call.launch", consent_evidence=True, dispute_type=dispute, timeout=10
+            )
         except Exception as err:  # noqa: BLE001
             self.stats.launch_failed += 1
             self.stats.error("call.launch failed", repr(err))

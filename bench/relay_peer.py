@@ -560,7 +560,9 @@ async def setup_ours(
         call.clients.append(expert)
         await expert.request("presence.set", availability="available", timeout=10)
         t["connect"] = mark() - start
-        launched = await kiosk.request("call.launch", dispute_type="family", timeout=10)
+        launched = await kiosk.request(
+            "call.launch", consent_evidence=True, dispute_type="family", timeout=10
+        )
         call.call_id = call_id = launched["call"]["id"]
         ring = await expert.next_event(
             "call.ring", where=lambda p: p.get("call_id") == call_id, timeout=15

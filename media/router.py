@@ -344,21 +344,33 @@ class TapClosed(MediaError):
     """The tapped participant left for good, or the call ended."""
 
 
+@dataclass(frozen=True)
+class SourceChanged:
+    """In a tap's queue: packets after this come from a new peer connection (a rejoin),
+    with a new SSRC, sequence numbers and RTP timestamps."""
+
+    kind: str
+
+
 class PacketTap:
     """A bounded copy of one published track's packets; never slows forwarding.
 
     It follows the participant across a reconnect (a new peer connection publishes
-    a new track: the tap moves to it). `get()` raises TapClosed once the participant
-    has left and the queue is empty.
+    a new track: the tap moves to it, and a SourceChanged marks the place in the
+    queue). `get()` skips those markers and raises TapClosed once the participant
+    has left and the queue is empty; `drain()` takes everything queued. Several
+    taps may share one `ready` event, so one reader can wait for any of them.
     """
 
-    def __init__(self, published: Published, bound: int = 1024) -> None:
+    def __init__(
+        self, published: Published, bound: int = 1024, ready: asyncio.Event | None = None
+    ) -> None:
         self.published = published
-        self.queue: deque[TappedPacket] = deque()
+        self.queue: deque[TappedPacket | SourceChanged] = deque()
         self.bound = bound
-        self.overflow = 0
+        self.overflow = 0  # packets refused because the queue was full
         self.closed = False
-        self.ready = asyncio.Event()
+        self.ready = ready or asyncio.Event()
 
     def offer(self, packet: TappedPacket) -> None:
         if len(self.queue) >= self.bound:
@@ -368,12 +380,21 @@ class PacketTap:
         self.ready.set()
 
     async def get(self) -> TappedPacket:
-        while not self.queue:
-            if self.closed:
-                raise TapClosed("the tapped track has ended")
-            self.ready.clear()
-            await self.ready.wait()
-        return self.queue.popleft()
+        while True:
+            while not self.queue:
+                if self.closed:
+                    raise TapClosed("the tapped track has ended")
+                self.ready.clear()
+                await self.ready.wait()
+            item = self.queue.popleft()
+            if isinstance(item, TappedPacket):
+                return item
+
+    def drain(self) -> list[TappedPacket | SourceChanged]:
+        """Everything queued, oldest first (the caller clears a shared `ready` itself)."""
+        items = list(self.queue)
+        self.queue.clear()
+        return items
 
     @property
     def sender_report(self) -> tuple[int, int] | None:
@@ -393,6 +414,8 @@ class PacketTap:
             self.published.taps.remove(self)
         self.published = published
         published.taps.append(self)
+        self.queue.append(SourceChanged(published.kind))
+        self.ready.set()
 
 
 class Peer:
@@ -969,9 +992,16 @@ class CallMedia:
 
     # --- recorder and stats -------------------------------------------------------------------
 
-    def tap(self, participant_id: str, kind: str, bound: int = 1024) -> PacketTap:
+    def tap(
+        self,
+        participant_id: str,
+        kind: str,
+        bound: int = 1024,
+        ready: asyncio.Event | None = None,
+    ) -> PacketTap:
+        """A copy of a participant's published track (KeyError if not published)."""
         published = self.peers[participant_id].published[kind]
-        tap = PacketTap(published, bound)
+        tap = PacketTap(published, bound, ready)
         published.taps.append(tap)
         return tap
 

@@ -68,6 +68,46 @@ def build_parser() -> argparse.ArgumentParser:
     ddisable.add_argument("device_id")
     rotate = devices.add_parser("rotate-token", help="issue a new token; the old one stops working")
     rotate.add_argument("device_id")
+
+    verify = sub.add_parser(
+        "verify",
+        help="check a recording: every object, hash, link and signature",
+        description=(
+            "Re-read every object of a recording and check sizes, SHA-256 hashes, the hash "
+            "chain, each Ed25519 signature against trusted keys, the manifest and, for a call "
+            "id, the chain head kept in the database. Prints OK or each failed object and why; "
+            "exits 1 on failure."
+        ),
+        parents=[common],
+    )
+    verify.add_argument("target", help="a call id, a manifest.json, or an export folder")
+    verify.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="trusted public key: a PEM file, or keys.json / a saved GET /api/keys answer "
+        "(repeat). A folder or manifest is checked against these only.",
+    )
+    export = sub.add_parser(
+        "export",
+        help="write a call's evidence bundle to a folder",
+        description="Segments, chain links, manifest, replay files, public keys and a README "
+        "(zh-CN and English) on how to verify, into a new folder.",
+        parents=[common],
+    )
+    export.add_argument("call_id")
+    export.add_argument("folder")
+    sub.add_parser(
+        "reindex",
+        help="rebuild the recordings index from the object store alone",
+        parents=[common],
+    )
+    keys = sub.add_parser("keys", help="evidence signing keys", parents=[common]).add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    keys.add_parser("list", help="list current and retired public keys")
+    keys.add_parser("rotate", help="make a new current key; the old one is retired")
     return parser
 
 
@@ -100,7 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with MetadataStore.open(settings.db_path) as store:
             if args.command == "users":
                 return _users(store, args)
-            return _devices(store, args)
+            if args.command == "devices":
+                return _devices(store, args)
+            from signaling import evidence_cli
+
+            return evidence_cli.run(settings, store, args)
     except StorageError as err:
         print(f"mediation: {err}", file=sys.stderr)
         return 1

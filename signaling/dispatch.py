@@ -189,6 +189,7 @@ class Call:
     answered_at: int | None = None
     ended_at: int | None = None
     training_consent: bool = False
+    recorded: bool = False  # recording consent was given: the call is recorded once active
     priority: int = 1  # 0 = back at the head of the queue
     overflow: bool = False
     choice_deadline: float | None = None
@@ -461,6 +462,7 @@ class Dispatcher:
         named_expert_id: str | None = None,
         case_id: str | None = None,
         training_consent: bool = False,
+        recorded: bool = False,
     ) -> Call:
         if named_expert_id is not None and named_expert_id not in self.experts:
             raise NotFound("expert", named_expert_id)
@@ -478,6 +480,7 @@ class Dispatcher:
             launched_mono=self._clock.monotonic(),
             waiting_since=self._clock.monotonic(),
             training_consent=training_consent,
+            recorded=recorded,
         )
         self.calls[call.id] = call
         self.outbox.append(CallChanged(call, None, call.state, "launched"))

@@ -92,6 +92,13 @@ class UnknownDisputeType(SignalingError):
         self.dispute_type = code
 
 
+class ConsentRequired(SignalingError):
+    """The call cannot start without recording consent (station calls; kiosks by setting)."""
+
+    code = "consent_required"
+    http_status = 409
+
+
 class RateLimited(SignalingError):
     code = "rate_limited"
     http_status = 429

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from signaling import evidence_api
 from signaling.errors import AuthFailed, BadRequest, Forbidden, NotFound, SignalingError
 from signaling.http_auth import (
     SESSION_COOKIE,
@@ -448,6 +449,17 @@ async def metrics(request: web.Request) -> web.Response:
     m.media_packets_forwarded.set(totals["forwarded"])
     m.media_packets_dropped.set(totals["dropped"])
     m.media_plis_sent.set(totals["plis_sent"])
+    recordings = hub.recordings
+    m.recordings_active.set(len(recordings.recorders))
+    if recordings.uploader is not None:
+        st = recordings.uploader.stats
+        m.upload_pending_files.set(st.pending_count)
+        m.upload_pending_bytes.set(st.pending_bytes)
+        m.upload_lag.set(st.lag_s)
+        m.upload_failures.set(st.failures)
+        m.upload_reuploads.set(st.reuploads)
+        m.spool_free_bytes.set(recordings.spool.free_bytes())
+        m.storage_warnings.set(len(recordings.warnings()))
     return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -474,3 +486,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/audit", read_audit)
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", metrics)
+    evidence_api.add_routes(app)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -43,6 +43,7 @@ from signaling.dispatch import (
 from signaling.errors import (
     AuthFailed,
     BadRequest,
+    ConsentRequired,
     Forbidden,
     InvalidState,
     NotFound,
@@ -53,9 +54,10 @@ from signaling.logs import log_context
 from signaling.media_hub import CallMediaHub
 from signaling.metrics import Metrics
 from signaling.permissions import EXPERT, KIOSK, STATION, Principal, may_request
+from signaling.recording_hub import CallRecordingHub
 from storage import MetadataStore, ids
 from storage import errors as storage_errors
-from storage.records import CallRecord, InvitationRecord, ParticipantRecord
+from storage.records import CallRecord, Consent, InvitationRecord, ParticipantRecord
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +215,10 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._launch_started: dict[str, float] = {}
+        self._consents: dict[str, Consent] = {}  # call id -> consent, stored with the call
         self.shutting_down = False
         self.media = CallMediaHub(self)
+        self.recordings = CallRecordingHub(self)
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -243,6 +247,7 @@ class Hub:
         for profile in self.store.list_experts():
             self.load_expert(profile.account_id)
         self.dispatcher.drain()
+        await self.recordings.start()  # closes recordings a crash left open
         self._spawn(self._timer_loop(), "dispatch-timers")
         self._spawn(self._recheck_loop(), "principal-recheck")
 
@@ -285,6 +290,7 @@ class Hub:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.recordings.close()
         await self.media.close()
 
     # --- timers ---------------------------------------------------------------------------
@@ -585,6 +591,7 @@ class Hub:
                 raise NotFound("case", case_id) from err
         else:
             case_id = self.store.create_case(self.settings.district_code).id
+        consent = self._consent(principal, p)
         caller = Caller(principal.role, principal.id, principal.account_id)
         started = time.monotonic()
         call = self.dispatcher.launch(
@@ -592,10 +599,61 @@ class Hub:
             dispute.code,
             named_expert_id=expert_id,
             case_id=case_id,
-            training_consent=bool(p.get("training_consent", False)),
+            training_consent=consent is not None and consent.training,
+            recorded=consent is not None,
         )
+        if consent is not None:
+            self._consents[call.id] = replace(consent, call_id=call.id)
         self._launch_started[call.id] = started
         return {"call": self.call_view(call)}
+
+    def _consent(self, principal: Principal, p: dict[str, Any]) -> Consent | None:
+        """The launch's recording consent, or None for an unrecorded kiosk call.
+
+        Without consent a station call never starts, nor a kiosk call unless the
+        kiosk_without_consent setting allows it unrecorded; a refusal is audited.
+        """
+        training = bool(p.get("training_consent", False))
+        if not p.get("consent_evidence", False):
+            if training:
+                raise BadRequest("training_consent needs consent_evidence (recording consent)")
+            if principal.role == STATION or self.settings.kiosk_without_consent == "refuse":
+                self.store.append_audit(
+                    principal.account_id or principal.id,
+                    "call.consent_refused",
+                    principal.id,
+                    {"device_id": principal.device_id, "role": principal.role},
+                    at=self.clock.wall_ms(),
+                )
+                raise ConsentRequired(
+                    "recording consent is required to start this call"
+                    if principal.role == STATION
+                    else "recording consent is required to start a call from this kiosk"
+                )
+            return None
+        language = p.get("notice_language", "zh-CN")
+        try:
+            notice = self.store.get_notice(language, p.get("notice_version"))
+        except storage_errors.NotFound as err:
+            raise BadRequest(
+                f"unknown recording notice {p.get('notice_version')!r} in {language}"
+            ) from err
+        parties = p.get("parties", 1)
+        if not 1 <= parties <= 20:
+            raise BadRequest("parties must be from 1 to 20")
+        assert principal.device_id is not None  # kiosks and stations are devices
+        return Consent(
+            id=ids.new_id(),
+            call_id="",  # set once the call has its id
+            evidence=True,
+            training=training,
+            notice_version=notice.version,
+            language=notice.language,
+            device_id=principal.device_id,
+            account_id=principal.account_id,
+            parties=parties,
+            captured_at=self.clock.wall_ms(),
+        )
 
     # --- effects: store, audit, log, tell ------------------------------------------------
 
@@ -615,6 +673,7 @@ class Hub:
         for effect in effects:
             self._tell(effect)
             self.media.on_effect(effect)
+            self.recordings.on_effect(effect)
         for call in touched.values():
             view = self.call_view(call)
             for principal_id in self._interested(call) | told.get(call.id, set()):
@@ -630,6 +689,24 @@ class Hub:
                 log.info("call %s -> %s (%s)", effect.old, effect.new, effect.reason)
             if effect.old is None:
                 store.insert_call(self._call_record(call))
+                consent = self._consents.pop(call.id, None)
+                if consent is not None:
+                    store.insert_consent(consent)
+                    store.append_audit(
+                        consent.account_id or consent.device_id,
+                        "consent.captured",
+                        call.id,
+                        {
+                            "consent_id": consent.id,
+                            "evidence": consent.evidence,
+                            "training": consent.training,
+                            "notice_version": consent.notice_version,
+                            "language": consent.language,
+                            "device_id": consent.device_id,
+                            "parties": consent.parties,
+                        },
+                        at=consent.captured_at,
+                    )
             else:
                 store.update_call(
                     call.id,
@@ -807,8 +884,23 @@ class Hub:
             ended_at=call.ended_at,
         )
 
-    @staticmethod
-    def call_view(call: Call) -> dict[str, Any]:
+    def tell_recording(self, call_id: str) -> None:
+        """The recording of a call started or stopped: everyone in it sees the new state."""
+        call = self.dispatcher.calls.get(call_id)
+        if call is None:
+            return
+        view = self.call_view(call)
+        for principal_id in self._interested(call) | {
+            p.principal_id for p in call.participants.values()
+        }:
+            for session in self._by_principal.get(principal_id, ()):
+                session.emit("call.updated", {"call": view})
+
+    def recording_state(self, call: Call) -> str:
+        """ "on" exactly while the recorder writes this call; "off" otherwise."""
+        return "on" if self.recordings.is_recording(call.id) else "off"
+
+    def call_view(self, call: Call) -> dict[str, Any]:
         return {
             "id": call.id,
             "state": call.state.value,
@@ -822,6 +914,8 @@ class Hub:
             },
             "named_expert_id": call.named_expert_id,
             "training_consent": call.training_consent,
+            "recorded": call.recorded,
+            "recording": self.recording_state(call),
             "preference": call.preference.value,
             "queue_position": call.queue_position,
             "launched_at": call.launched_at,

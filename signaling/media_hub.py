@@ -91,6 +91,7 @@ class CallMediaHub:
                     media = self.calls[call_id] = CallMedia(call_id, self.settings, self)
                 self._sessions[participant.id] = session
                 sdp = await media.join(participant.id, p["sdp"])
+                self.hub.recordings.on_media(call_id, participant.id, media)
                 # Server offers must follow the answer on the wire: start them after it.
                 asyncio.get_running_loop().call_soon(media.ready, participant.id)
                 self.hub.dispatcher.media_back(participant.id)

@@ -46,6 +46,7 @@ ERROR_CODES = frozenset(
         "codec_unsupported",
         "media_error",
         "unknown_dispute_type",
+        "consent_required",
         "internal_error",
     }
 )
@@ -108,7 +109,13 @@ REQUESTS: dict[str, dict[str, Field]] = {
         "dispute_type": _str(max_length=64),
         "expert_id": _str(required=False, max_length=64),
         "case_id": _str(required=False, max_length=64),
+        # Recording consent captured on the caller's screen: evidence (recording) and
+        # training are separate purposes; the notice shown is named by version and language.
+        "consent_evidence": _bool(),
         "training_consent": _bool(),
+        "notice_version": _str(required=False, max_length=32),
+        "notice_language": _str(required=False, choices={"zh-CN", "en"}),
+        "parties": Field(int, required=False),
     },
     "call.choose": {"call_id": _str(max_length=64), "choice": _str(choices={"wait", "anyone"})},
     "call.cancel": {"call_id": _str(max_length=64)},

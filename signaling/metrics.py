@@ -59,5 +59,42 @@ class Metrics:
             registry=r,
         )
 
+        self.recordings_active = Gauge(
+            "mediation_recordings_active", "Calls being recorded", registry=r
+        )
+        self.recording_gaps = Counter(
+            "mediation_recording_gaps",
+            "Gap records written into evidence chains, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.upload_pending_files = Gauge(
+            "mediation_upload_pending_files",
+            "Spooled files waiting for a verified upload",
+            registry=r,
+        )
+        self.upload_pending_bytes = Gauge(
+            "mediation_upload_pending_bytes", "Bytes in the spool waiting for upload", registry=r
+        )
+        self.upload_lag = Gauge(
+            "mediation_upload_lag_seconds",
+            "Age of the oldest spooled file not yet uploaded",
+            registry=r,
+        )
+        self.upload_failures = Gauge(
+            "mediation_upload_failures", "Failed upload attempts since start (retried)", registry=r
+        )
+        self.upload_reuploads = Gauge(
+            "mediation_upload_reuploads",
+            "Uploads sent again because the read-back did not match",
+            registry=r,
+        )
+        self.spool_free_bytes = Gauge(
+            "mediation_spool_free_bytes", "Free space on the spool's file system", registry=r
+        )
+        self.storage_warnings = Gauge(
+            "mediation_storage_warnings", "Recording storage warnings now active", registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -332,7 +332,8 @@ async def run_kiosk(url: str, device_token: str, colour: tuple[int, int, int], t
     if calls:
         call_id = calls[0]["id"]
     else:
-        call_id = (await client.request("call.launch", dispute_type="family"))["call"]["id"]
+        launched = await client.request("call.launch", consent_evidence=True, dispute_type="family")
+        call_id = launched["call"]["id"]
         print(f"LAUNCHED {call_id}", flush=True)
     if not calls or calls[0]["state"] != "active":
         await client.wait_call_state(call_id, "active", timeout=30)

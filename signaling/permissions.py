@@ -50,6 +50,11 @@ HTTP_PERMISSIONS: dict[str, frozenset[str]] = {
     "devices.manage": frozenset({ADMIN}),
     "dispute_types.manage": frozenset({ADMIN}),
     "audit.read": frozenset({EVIDENCE_OFFICER}),
+    "recordings.read": frozenset({EVIDENCE_OFFICER, ADMIN}),
+    "evidence.verify": frozenset({EVIDENCE_OFFICER}),
+    "evidence.legal_hold": frozenset({EVIDENCE_OFFICER}),
+    "evidence.play": frozenset({EVIDENCE_OFFICER}),
+    "warnings.read": frozenset({ADMIN}),
 }
 
 

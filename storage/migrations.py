@@ -254,6 +254,8 @@ NOTICE_V1 = (
 
 
 def _v3_recordings(conn: sqlite3.Connection) -> None:
+    # The recordings index references no other table: `mediation reindex` rebuilds it from
+    # the object store alone, also into a database that has lost the calls.
     _run(
         conn,
         [
@@ -283,7 +285,7 @@ def _v3_recordings(conn: sqlite3.Connection) -> None:
             "CREATE INDEX consents_by_call ON consents (call_id)",
             """
             CREATE TABLE recordings (
-                call_id TEXT NOT NULL PRIMARY KEY REFERENCES calls (id),
+                call_id TEXT NOT NULL PRIMARY KEY,
                 prefix TEXT NOT NULL,
                 status TEXT NOT NULL,
                 started_at INTEGER NOT NULL,
@@ -298,7 +300,7 @@ def _v3_recordings(conn: sqlite3.Connection) -> None:
             """
             CREATE TABLE recording_objects (
                 key TEXT NOT NULL PRIMARY KEY,
-                call_id TEXT NOT NULL REFERENCES recordings (call_id),
+                call_id TEXT NOT NULL,
                 participant_id TEXT,
                 kind TEXT NOT NULL,
                 size INTEGER NOT NULL,

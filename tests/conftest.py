@@ -19,6 +19,7 @@ from signaling.config import Settings
 from signaling.hub import Hub
 from signaling.keys import HUB, STORE
 from storage import MetadataStore
+from tests.serverproc import Server
 
 
 @pytest.fixture(autouse=True)
@@ -147,3 +148,14 @@ async def make_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
 @pytest.fixture
 async def service(make_service: ServiceFactory) -> Service:
     return await make_service()
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[Server]]:
+    """`mediation serve` processes a test starts; killed at the end if still running."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()

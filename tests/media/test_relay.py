@@ -14,7 +14,9 @@ def near(colour, expected, tolerance=40):
 async def active_call(service, expert_name="amy"):
     expert = await service.expert(expert_name, specialties=["family"])
     kiosk = await service.kiosk()
-    call_id = (await kiosk.request("call.launch", dispute_type="family"))["call"]["id"]
+    call_id = (await kiosk.request("call.launch", consent_evidence=True, dispute_type="family"))[
+        "call"
+    ]["id"]
     ring = await expert.next_event("call.ring")
     accepted = await expert.request("call.accept", invitation_id=ring["payload"]["invitation_id"])
     participants = {p["role"]: p["id"] for p in accepted["call"]["participants"]}
@@ -56,7 +58,9 @@ async def six_party_call(service):
     experts = [
         await service.expert(f"e{n}", specialties=["family"], last_busy_at=n) for n in range(5)
     ]
-    call_id = (await kiosk.request("call.launch", dispute_type="family"))["call"]["id"]
+    call_id = (await kiosk.request("call.launch", consent_evidence=True, dispute_type="family"))[
+        "call"
+    ]["id"]
     ring = await experts[0].next_event("call.ring")
     await experts[0].request("call.accept", invitation_id=ring["payload"]["invitation_id"])
     for n, expert in enumerate(experts[1:], start=1):

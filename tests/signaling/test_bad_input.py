@@ -65,7 +65,9 @@ async def test_a_binary_frame_is_answered_with_invalid_message(service):
 async def test_another_users_call_id_answers_not_found(service):
     expert = await service.expert("amy", specialties=["family"])
     kiosk = await service.kiosk("one")
-    call_id = (await kiosk.request("call.launch", dispute_type="family"))["call"]["id"]
+    call_id = (await kiosk.request("call.launch", consent_evidence=True, dispute_type="family"))[
+        "call"
+    ]["id"]
     ring = await expert.next_event("call.ring")
     other = await service.kiosk("two")
     for request, payload in (
@@ -100,7 +102,9 @@ async def test_a_flooder_is_rate_limited_then_closed_while_a_call_completes(make
             pass  # the server closed us, as it should
 
     flooding = asyncio.create_task(flood())
-    call_id = (await kiosk.request("call.launch", dispute_type="family"))["call"]["id"]
+    call_id = (await kiosk.request("call.launch", consent_evidence=True, dispute_type="family"))[
+        "call"
+    ]["id"]
     ring = await expert.next_event("call.ring")
     await expert.request("call.accept", invitation_id=ring["payload"]["invitation_id"])
     active = await kiosk.wait_call_state(call_id, "active")

@@ -8,7 +8,11 @@ from signaling.client import ClientError
 
 
 async def launch(client, dispute_type="family", **extra) -> str:
-    return (await client.request("call.launch", dispute_type=dispute_type, **extra))["call"]["id"]
+    return (
+        await client.request(
+            "call.launch", consent_evidence=True, dispute_type=dispute_type, **extra
+        )
+    )["call"]["id"]
 
 
 async def ring_of(expert, call_id: str) -> str:

@@ -19,7 +19,7 @@ async def test_the_expert_directory_shows_names_specialties_and_availability(ser
         "Cid": "offline",
     }
     assert set(directory["Amy"]) == {"id", "display_name", "specialties", "availability"}
-    await kiosk.request("call.launch", dispute_type="family")
+    await kiosk.request("call.launch", consent_evidence=True, dispute_type="family")
     await amy.next_event("call.ring")
     status, body = await service.http("GET", "/api/experts", token=token)
     assert {e["display_name"]: e["availability"] for e in body["experts"]}["Amy"] == "busy"
@@ -33,7 +33,7 @@ async def test_healthz_answers_ok(service):
 async def test_metrics_show_aggregates_without_personal_labels(service):
     expert = await service.expert("amy", specialties=["family"])
     kiosk = await service.kiosk()
-    await kiosk.request("call.launch", dispute_type="family")
+    await kiosk.request("call.launch", consent_evidence=True, dispute_type="family")
     await expert.next_event("call.ring")
     status, text = await service.http("GET", "/metrics")
     assert status == 200
@@ -70,7 +70,7 @@ async def test_an_admin_creates_an_expert_who_can_then_be_rung(service):
     )
     await newbie.request("presence.set", availability="available")
     kiosk = await service.kiosk()
-    await kiosk.request("call.launch", dispute_type="consumer")
+    await kiosk.request("call.launch", consent_evidence=True, dispute_type="consumer")
     assert (await newbie.next_event("call.ring"))["payload"]["dispute_type"] == "consumer"
 
 

@@ -41,7 +41,9 @@ async def test_transitions_are_json_lines_with_ids_and_no_secret_is_ever_logged(
     session_token = await service.login("amy")
     _, device_token = service.add_device("kiosk")
     kiosk = await service.connect(device_token=device_token)
-    call_id = (await kiosk.request("call.launch", dispute_type="family"))["call"]["id"]
+    call_id = (await kiosk.request("call.launch", consent_evidence=True, dispute_type="family"))[
+        "call"
+    ]["id"]
     ring = await expert.next_event("call.ring")
     await expert.request("call.accept", invitation_id=ring["payload"]["invitation_id"])
     await kiosk.wait_call_state(call_id, "active")

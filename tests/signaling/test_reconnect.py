@@ -13,7 +13,9 @@ async def test_after_a_dropped_connection_the_snapshot_restores_state_and_seq_co
     expert = await service.connect(session_token=token)
     await expert.request("presence.set", availability="available")
     kiosk = await service.kiosk()
-    call_id = (await kiosk.request("call.launch", dispute_type="family"))["call"]["id"]
+    call_id = (await kiosk.request("call.launch", consent_evidence=True, dispute_type="family"))[
+        "call"
+    ]["id"]
     ring = await expert.next_event("call.ring")
     await expert.request("call.accept", invitation_id=ring["payload"]["invitation_id"])
     await expert.next_event("call.updated", where=lambda p: p["call"]["state"] == "active")
@@ -74,7 +76,7 @@ async def test_a_ring_pending_during_a_reconnect_is_in_the_snapshot(make_service
     tab2 = await service.connect(session_token=token)
     await tab1.request("presence.set", availability="available")
     kiosk = await service.kiosk()
-    await kiosk.request("call.launch", dispute_type="family")
+    await kiosk.request("call.launch", consent_evidence=True, dispute_type="family")
     ring = await tab1.next_event("call.ring")
     await tab1.close()  # the other tab keeps the expert online: the ring stands
     back = await service.connect(session_token=token, rejoin_token=tab1.auth["rejoin_token"])
@@ -90,7 +92,9 @@ async def test_the_grace_window_ends_the_call_of_a_caller_who_never_comes_back(m
     service = await make_service(rejoin_grace_s=0.3)
     expert = await service.expert("amy", specialties=["family"])
     kiosk = await service.kiosk()
-    call_id = (await kiosk.request("call.launch", dispute_type="family"))["call"]["id"]
+    call_id = (await kiosk.request("call.launch", consent_evidence=True, dispute_type="family"))[
+        "call"
+    ]["id"]
     ring = await expert.next_event("call.ring")
     await expert.request("call.accept", invitation_id=ring["payload"]["invitation_id"])
     kiosk.ws.transport.abort()

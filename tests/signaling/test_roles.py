@@ -47,6 +47,7 @@ HTTP_MATRIX = {
     ("GET", "/api/admin/devices"): ("-", "-", "-", "-", "-", "Y"),
     ("PUT", "/api/admin/dispute-types/pets"): ("-", "-", "-", "-", "-", "Y"),
     ("GET", "/api/audit"): ("-", "-", "-", "-", "Y", "-"),
+    ("GET", "/api/admin/warnings"): ("-", "-", "-", "-", "-", "Y"),
 }
 
 
@@ -84,7 +85,9 @@ class World:
     async def active_call(self, caller_role: str, expert: str = "expert") -> str:
         """A call from the caller answered by the role-`expert` client."""
         caller = self.clients[caller_role]
-        call_id = (await caller.request("call.launch", dispute_type="family"))["call"]["id"]
+        call_id = (
+            await caller.request("call.launch", consent_evidence=True, dispute_type="family")
+        )["call"]["id"]
         ring = await self.clients[expert].next_event(
             "call.ring", where=lambda p: p["call_id"] == call_id
         )
@@ -113,19 +116,25 @@ async def allowed_case(world: World, role: str, request: str) -> dict:
     if request == "presence.set":
         return await me.request("presence.set", availability="away")
     if request == "call.launch":
-        return await me.request("call.launch", dispute_type="family")
+        return await me.request("call.launch", consent_evidence=True, dispute_type="family")
     if request == "call.cancel":
-        call_id = (await me.request("call.launch", dispute_type="neighbours"))["call"]["id"]
+        call_id = (
+            await me.request("call.launch", consent_evidence=True, dispute_type="neighbours")
+        )["call"]["id"]
         return await me.request("call.cancel", call_id=call_id)
     if request == "call.choose":
         s.add_person("offline_oscar", "expert", specialties=["family"])
         oscar = s.store.find_account_by_username("offline_oscar").id
-        call = (await me.request("call.launch", dispute_type="family", expert_id=oscar))["call"]
+        call = (
+            await me.request(
+                "call.launch", consent_evidence=True, dispute_type="family", expert_id=oscar
+            )
+        )["call"]
         await me.next_event("call.choice_offered")
         return await me.request("call.choose", call_id=call["id"], choice="anyone")
     if request in ("call.accept", "call.decline"):
         kiosk = world.clients["kiosk"]
-        await kiosk.request("call.launch", dispute_type="family")
+        await kiosk.request("call.launch", consent_evidence=True, dispute_type="family")
         ring = await me.next_event("call.ring")
         return await me.request(request, invitation_id=ring["payload"]["invitation_id"])
     if request == "call.invite":
@@ -245,9 +254,11 @@ async def test_an_expert_acting_on_a_call_they_are_not_in_gets_not_found(world):
 
 async def test_a_kiosk_cannot_read_or_cancel_another_kiosks_call(world):
     s = world.service
-    call_id = (await world.clients["kiosk"].request("call.launch", dispute_type="traffic"))["call"][
-        "id"
-    ]
+    call_id = (
+        await world.clients["kiosk"].request(
+            "call.launch", consent_evidence=True, dispute_type="traffic"
+        )
+    )["call"]["id"]
     _, other_token = s.add_device("kiosk", "other kiosk")
     other = await s.connect(device_token=other_token)
     with pytest.raises(ClientError) as err:
@@ -264,7 +275,9 @@ async def test_a_kiosk_cannot_read_or_cancel_another_kiosks_call(world):
 
 async def test_an_expert_cannot_accept_another_experts_ring(world):
     s = world.service
-    await world.clients["kiosk"].request("call.launch", dispute_type="family")
+    await world.clients["kiosk"].request(
+        "call.launch", consent_evidence=True, dispute_type="family"
+    )
     ring = await world.clients["expert"].next_event("call.ring")
     other = await s.expert("zed", specialties=["traffic"])
     with pytest.raises(ClientError) as err:
@@ -280,9 +293,11 @@ async def test_calls_listing_is_filtered_by_role(world):
     await world.clients["kiosk"].request("call.leave", call_id=answered)
     _, other_token = s.add_device("kiosk", "other kiosk")
     other = await s.connect(device_token=other_token)
-    consented = (await other.request("call.launch", dispute_type="traffic", training_consent=True))[
-        "call"
-    ]["id"]
+    consented = (
+        await other.request(
+            "call.launch", consent_evidence=True, dispute_type="traffic", training_consent=True
+        )
+    )["call"]["id"]
 
     async def ids(role_token):
         status, reply = await s.http("GET", "/api/calls", token=role_token)

@@ -6,7 +6,7 @@ from __future__ import annotations
 async def test_kiosk_call_is_rung_at_an_expert_and_answered(service):
     expert = await service.expert("amy", specialties=["family"])
     kiosk = await service.kiosk()
-    launched = await kiosk.request("call.launch", dispute_type="family")
+    launched = await kiosk.request("call.launch", consent_evidence=True, dispute_type="family")
     call_id = launched["call"]["id"]
     ring = await expert.next_event("call.ring")
     assert ring["payload"]["call_id"] == call_id

@@ -1,0 +1,447 @@
+"""Recordings of live calls: starts and stops the recorder as calls change, keeps the
+index (chain head, objects) in the metadata store, owns the spool's uploader, and closes
+calls a crash left open.
+
+The order of durability, per segment: the file is closed and fsynced, its chain link is
+written and signed (temp + rename + fsync) in the call's work dir, the link and then the
+segment enter the spool, and the uploader sends them and reads them back before the spool
+lets them go. The database learns the chain head after the link is durable; a crash in
+between leaves the database one link behind the work dir, never ahead of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from recorder.call_recorder import CallRecorder, Committed, RecorderSettings
+from recorder.chain_writer import ChainWriter
+from recorder.evidence import call_prefix, utc_iso
+from recorder.finalize import finalize
+from recorder.keyring import KeyRing
+from recorder.spool import Spool
+from recorder.uploader import Uploader
+from signaling.dispatch import CallChanged, CallState, ParticipantChanged, ParticipantState
+from signaling.logs import log_context
+from storage import LocalObjectStore, ObjectInfo, ObjectStore, S3ObjectStore
+from storage import errors as storage_errors
+from storage.records import Recording, RecordingObject
+
+if TYPE_CHECKING:
+    from media.router import CallMedia
+    from signaling.config import Settings
+    from signaling.dispatch import Call, Effect
+    from signaling.hub import Hub
+
+log = logging.getLogger(__name__)
+
+SOFTWARE = "mediation"
+
+
+def software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mediation")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def make_object_store(settings: Settings) -> ObjectStore:
+    """S3/MinIO when s3_endpoint is set (bucket made with Object Lock), else the local store."""
+    if not settings.s3_endpoint:
+        return LocalObjectStore(settings.objects_dir)
+    return S3ObjectStore(
+        settings.s3_endpoint,
+        settings.s3_access_key,
+        settings.s3_secret_key.reveal(),
+        settings.s3_bucket,
+        region=settings.s3_region,
+        secure=settings.s3_secure,
+        ca_file=str(settings.s3_ca_file) if settings.s3_ca_file else None,
+        object_lock=True,
+    )
+
+
+def object_kind(key: str) -> str:
+    name = key.rsplit("/", 1)[-1]
+    if "/chain/" in key:
+        return "signature" if name.endswith(".sig") else "link"
+    if name.startswith("manifest."):
+        return "manifest" if name.endswith(".json") else "signature"
+    if "/replay/" in key:
+        return "replay"
+    return "segment"
+
+
+def call_id_of(key: str) -> str | None:
+    """calls/YYYY/MM/<call_id>/… → call_id."""
+    parts = key.split("/")
+    return parts[3] if len(parts) > 4 and parts[0] == "calls" else None
+
+
+class CallRecordingHub:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        s = hub.settings
+        self.settings = RecorderSettings(
+            segment_s=s.recording_segment_s, tap_packets=s.recorder_tap_packets
+        )
+        self.keyring = KeyRing(s.keys_dir)
+        self.spool = Spool(s.spool_dir)
+        self._object_store: ObjectStore | None = None
+        self.uploader: Uploader | None = None
+        self.recorders: dict[str, CallRecorder] = {}
+        self.chains: dict[str, ChainWriter] = {}
+        self.finishing: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.gap_count = 0
+        self.changed = asyncio.Event()  # set whenever a link lands or a recording closes
+        # Whole video frames each participant's recorder assembled from its tap, by
+        # (call id, participant id): what a replay file must hold, less recorded gaps.
+        self.frames_recorded: dict[tuple[str, str], int] = {}
+
+    @property
+    def object_store(self) -> ObjectStore:
+        if self._object_store is None:
+            self._object_store = make_object_store(self.hub.settings)
+        return self._object_store
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.hub.settings
+        await asyncio.to_thread(lambda: self.keyring.current_key_id)  # generate on first start
+        store = await asyncio.to_thread(lambda: self.object_store)
+        self.uploader = Uploader(
+            self.spool,
+            store,
+            retention=self._retention,
+            on_uploaded=self._on_uploaded,
+            lag_warn_s=s.upload_lag_warn_s,
+            min_free_bytes=s.spool_min_free_mb * 1024 * 1024,
+        )
+        self.uploader.start()
+        for rec in self.hub.store.list_recordings("recording"):
+            if rec.call_id not in self.recorders:
+                await self._close_recording(rec.call_id, "interrupted", recovered=True)
+
+    async def close(self) -> None:
+        """Stop recording (calls cut by a shutdown are interrupted); the spool stays."""
+        for call_id in list(self.recorders):
+            self._finish(call_id, "interrupted")
+        await asyncio.gather(*self.finishing.values(), return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.uploader is not None:
+            await self.uploader.close()
+
+    def is_recording(self, call_id: str) -> bool:
+        """Recording now: started and not stopping (a stopping call's segments are closing)."""
+        return call_id in self.recorders and call_id not in self.finishing
+
+    def warnings(self) -> list[str]:
+        return self.uploader.warnings() if self.uploader is not None else []
+
+    # --- calls ----------------------------------------------------------------------------
+
+    def on_effect(self, effect: Effect) -> None:
+        if isinstance(effect, CallChanged):
+            call = effect.call
+            if effect.new == CallState.ACTIVE and call.recorded and call.id not in self.recorders:
+                self._start(call)
+            elif effect.new == CallState.ENDED and call.id in self.recorders:
+                self._finish(call.id, "complete")
+        elif isinstance(effect, ParticipantChanged):
+            recorder = self.recorders.get(effect.call.id)
+            if recorder is None:
+                return
+            p = effect.participant
+            at = self.hub.clock.wall_ms()
+            if effect.new == ParticipantState.DROPPED:
+                self._spawn(recorder.participant_dropped(p.id, at))
+            elif effect.new == ParticipantState.CONNECTED and effect.old == "dropped":
+                self._event(recorder, "participant_rejoined", p.id)
+            elif effect.new == ParticipantState.CONNECTED:
+                self._event(recorder, "participant_joined", p.id, role=p.role)
+            elif effect.new == ParticipantState.LEFT:
+                self._event(recorder, "participant_left", p.id, reason=p.reason)
+
+    def on_media(self, call_id: str, participant_id: str, media: CallMedia) -> None:
+        """A participant's media joined or rejoined: record what it publishes."""
+        recorder = self.recorders.get(call_id)
+        peer = media.peers.get(participant_id)
+        if recorder is not None and peer is not None:
+            recorder.attach(participant_id, media, list(peer.published))
+
+    def _start(self, call: Call) -> None:
+        prefix = call_prefix(call.id, call.launched_at)
+        workdir = self.hub.settings.recording_dir / call.id
+        chain = ChainWriter(workdir / "objects", call.id, prefix, self.keyring)
+        recorder = CallRecorder(
+            call_id=call.id,
+            prefix=prefix,
+            call_start_ms=call.launched_at,
+            video_codec=self.hub.settings.video_codec,
+            workdir=workdir,
+            chain=chain,
+            spool=self.spool,
+            settings=self.settings,
+            on_batch=self._on_batch,
+        )
+        self.recorders[call.id] = recorder
+        self.chains[call.id] = chain
+        now = self.hub.clock.wall_ms()
+        self.hub.store.insert_recording(Recording(call.id, prefix, "recording", now))
+        self.hub.store.append_audit("system", "recording.started", call.id, {"prefix": prefix})
+        with log_context(call_id=call.id):
+            log.info("recording started: %s", prefix)
+        consent = self.hub.store.get_consent(call.id)
+        self._event(recorder, "recording_started", None, prefix=prefix)
+        if consent is not None:
+            self._event(recorder, "consent", None, consent=_consent_view(consent))
+        for p in call.participants.values():
+            if p.present:
+                self._event(recorder, "participant_joined", p.id, role=p.role)
+
+    def _event(
+        self, recorder: CallRecorder, kind: str, participant_id: str | None, **detail: Any
+    ) -> None:
+        event: dict[str, Any] = {"type": kind, **detail}
+        if participant_id is not None:
+            event["participant"] = participant_id
+        self._spawn(recorder.event(event))
+
+    def _finish(self, call_id: str, status: str) -> None:
+        recorder = self.recorders.get(call_id)
+        if recorder is None or call_id in self.finishing:
+            return
+        task = asyncio.ensure_future(self._stop_and_close(recorder, status))
+        self.finishing[call_id] = task
+
+    async def _stop_and_close(self, recorder: CallRecorder, status: str) -> None:
+        call_id = recorder.call_id
+        try:
+            await recorder.stop()
+            for participant_id, part in recorder.participants.items():
+                self.frames_recorded[(call_id, participant_id)] = part.frames["video"]
+            # Event links spawned before the stop are in the thread's queue: let them land.
+            pending = [t for t in self._tasks if not t.done()]
+            await asyncio.gather(*pending, return_exceptions=True)
+            recorder.close_executor()
+            await self._close_recording(call_id, status, recovered=False)
+        finally:
+            self.recorders.pop(call_id, None)
+            self.finishing.pop(call_id, None)
+            self.hub.tell_recording(call_id)
+
+    async def _close_recording(self, call_id: str, status: str, *, recovered: bool) -> None:
+        """Replay files and the manifest, from the work dir; then the work dir goes."""
+        store = self.hub.store
+        rec = store.get_recording(call_id)
+        workdir = self.hub.settings.recording_dir / call_id
+        chain = self.chains.pop(call_id, None)
+        if chain is None:
+            if not workdir.exists():
+                log.error(
+                    "recording %s: work dir lost; marked %s without manifest", call_id, status
+                )
+                store.update_recording(call_id, status=status, ended_at=self.hub.clock.wall_ms())
+                return
+            chain = ChainWriter(workdir / "objects", call_id, rec.prefix, self.keyring)
+        fields = self._manifest_fields(call_id)
+        committed, manifest = await asyncio.to_thread(
+            lambda: finalize(
+                workdir=workdir,
+                prefix=rec.prefix,
+                chain=chain,
+                spool=self.spool,
+                status=status,
+                fields=fields,
+            )
+        )
+        count, head, last_key = chain.head
+        with store.transaction():
+            for key, size, digest in committed:
+                self._index(call_id, key, None, size, digest)
+            for replay in manifest["replay"]:
+                self._index(
+                    call_id,
+                    replay["object"],
+                    replay["participant"],
+                    replay["size"],
+                    replay["sha256"],
+                )
+            store.update_recording(
+                call_id,
+                status=status,
+                ended_at=self.hub.clock.wall_ms(),
+                chain_count=count,
+                chain_head=head,
+                manifest_key=f"{rec.prefix}manifest.json",
+            )
+            store.append_audit(
+                "system",
+                "recording.closed",
+                call_id,
+                {"status": status, "chain_count": count, "chain_head": head, "last": last_key,
+                 "recovered": recovered},
+            )  # fmt: skip
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
+        self.changed.set()
+        if self.uploader is not None:
+            self.uploader.kick()
+        with log_context(call_id=call_id):
+            log.info("recording %s: %d links, head %s", status, count, head[:16])
+
+    def _manifest_fields(self, call_id: str) -> dict[str, Any]:
+        store = self.hub.store
+        call = store.get_call(call_id)
+        consent = store.get_consent(call_id)
+        case_number = None
+        if call.case_id is not None:
+            case_number = store.get_case(call.case_id).case_number
+        participants = [
+            {
+                "id": p.id,
+                "role": p.role,
+                "principal_kind": p.principal_kind,
+                "principal_id": p.principal_id,
+                "joined_utc": utc_iso(p.joined_at),
+                "left_utc": utc_iso(p.left_at) if p.left_at is not None else None,
+            }
+            for p in store.list_participants(call_id)
+        ]
+        devices = sorted(
+            {call.caller_device_id}
+            | {str(p["principal_id"]) for p in participants if p["principal_kind"] == "device"}
+        )
+        return {
+            "call_id": call_id,
+            "case_id": call.case_id,
+            "case_number": case_number,
+            "dispute_type": call.dispute_type,
+            "launched_utc": utc_iso(call.launched_at),
+            "answered_utc": utc_iso(call.answered_at) if call.answered_at else None,
+            "ended_utc": utc_iso(call.ended_at or self.hub.clock.wall_ms()),
+            "participants": participants,
+            "devices": devices,
+            "consent": _consent_view(consent) if consent is not None else None,
+            "software": {"name": SOFTWARE, "version": software_version()},
+            "clock": clock_state(),
+            "timestamp_token": None,
+        }
+
+    # --- recorder and uploader callbacks --------------------------------------------------
+
+    def _on_batch(
+        self, recorder: CallRecorder, committed: list[Committed], gaps: list[dict[str, Any]]
+    ) -> None:
+        store = self.hub.store
+        call_id = recorder.call_id
+        self.changed.set()
+        if committed:
+            with store.transaction():
+                for c in committed:
+                    for obj in c.objects:
+                        self._index(call_id, obj.key, obj.participant_id, obj.size, obj.sha256)
+                        if obj.kind == "segment":
+                            with log_context(call_id=call_id, participant_id=obj.participant_id):
+                                log.info("segment committed: key=%s size=%d", obj.key, obj.size)
+                last = committed[-1]
+                store.update_recording(call_id, chain_count=last.index, chain_head=last.link_hash)
+            if self.uploader is not None:
+                self.uploader.kick()
+        for gap in gaps:
+            self.gap_count += 1
+            self.hub.metrics.recording_gaps.labels(reason=gap["reason"]).inc()
+            with log_context(call_id=call_id, participant_id=gap["participant"]):
+                log.warning(
+                    "recording gap: %s %s packets %s (%s..%s)",
+                    gap["track"],
+                    gap["reason"],
+                    gap["packets"],
+                    gap["seq_from"],
+                    gap["seq_to"],
+                )
+
+    def _index(
+        self, call_id: str, key: str, participant_id: str | None, size: int, sha256: str
+    ) -> None:
+        self.hub.store.upsert_recording_object(
+            RecordingObject(key, call_id, participant_id, object_kind(key), size, sha256)
+        )
+
+    def _retention(self, key: str) -> tuple[datetime | None, str]:
+        s = self.hub.settings
+        return datetime.now(UTC) + timedelta(days=s.retention_days), s.retention_mode
+
+    def _on_uploaded(self, key: str, info: ObjectInfo) -> None:
+        call_id = call_id_of(key)
+        if call_id is None:
+            return
+        store = self.hub.store
+        existing = {o.key: o for o in store.list_recording_objects(call_id)}
+        obj = existing.get(key)
+        retain = int(info.retain_until.timestamp() * 1000) if info.retain_until else None
+        try:
+            store.upsert_recording_object(
+                RecordingObject(
+                    key,
+                    call_id,
+                    obj.participant_id if obj else None,
+                    object_kind(key),
+                    info.size,
+                    info.sha256 or (obj.sha256 if obj else ""),
+                    retain,
+                    self.hub.clock.wall_ms(),
+                )
+            )
+        except storage_errors.StorageError as err:
+            log.error("indexing uploaded %s: %s", key, err)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("recording task failed", exc_info=task.exception())
+
+
+def _consent_view(consent: Any) -> dict[str, Any]:
+    return {
+        "id": consent.id,
+        "evidence": consent.evidence,
+        "training": consent.training,
+        "notice_version": consent.notice_version,
+        "language": consent.language,
+        "device_id": consent.device_id,
+        "account_id": consent.account_id,
+        "parties": consent.parties,
+        "captured_utc": utc_iso(consent.captured_at),
+    }
+
+
+def clock_state() -> dict[str, Any]:
+    """Where the server's wall clock comes from and whether it is synchronised (adjtimex)."""
+    synchronized = False
+    source = "system (synchronisation unknown)"
+    try:
+        import ctypes
+        import ctypes.util
+
+        class Timex(ctypes.Structure):
+            _fields_ = [("modes", ctypes.c_uint), ("rest", ctypes.c_long * 40)]
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        state = libc.adjtimex(ctypes.byref(Timex()))
+        synchronized = state != 5  # TIME_ERROR: the kernel's clock is not synchronised
+        source = "system (kernel NTP discipline)" if synchronized else "system (unsynchronised)"
+    except (OSError, AttributeError):
+        pass
+    return {"source": source, "synchronized": synchronized}

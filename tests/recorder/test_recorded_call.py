@@ -1,0 +1,210 @@
+"""A recorded call end to end: aiortc peers through the real service, segments, the signed
+chain, upload, replay files and verification."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import av
+
+from media import clips
+from recorder.verify import verify
+from signaling.peer import MediaPeer
+from tests.media.util import until
+
+RED, GREEN = (255, 0, 0), (0, 255, 0)
+FPS = 15
+
+
+async def recorded_call(service, **launch):
+    expert = await service.expert("amy", specialties=["family"])
+    kiosk = await service.kiosk()
+    launched = await kiosk.request(
+        "call.launch", consent_evidence=True, dispute_type="family", **launch
+    )
+    call_id = launched["call"]["id"]
+    ring = await expert.next_event("call.ring")
+    accepted = await expert.request("call.accept", invitation_id=ring["payload"]["invitation_id"])
+    ids = {p["role"]: p["id"] for p in accepted["call"]["participants"]}
+    return call_id, kiosk, expert, ids
+
+
+def segment_links(service, call_id):
+    """Segment links committed so far, by participant (from the recordings index)."""
+    out: dict[str, list[str]] = {}
+    for obj in service.store.list_recording_objects(call_id):
+        if obj.kind == "segment":
+            out.setdefault(obj.participant_id, []).append(obj.key)
+    return out
+
+
+async def wait_segments(service, call_id, participants, count, timeout=60):
+    recordings = service.hub.recordings
+
+    def enough():
+        links = segment_links(service, call_id)
+        return all(len(links.get(p, [])) >= count for p in participants)
+
+    await until(enough, recordings.changed, timeout)
+
+
+async def wait_closed(service, call_id, timeout=30):
+    recordings = service.hub.recordings
+    await until(
+        lambda: service.store.get_recording(call_id).status != "recording",
+        recordings.changed,
+        timeout,
+    )
+    await recordings.uploader.wait_idle(timeout)
+
+
+def decode_video(data: bytes):
+    """(pts ms, painted counter) of every frame of a replay file."""
+    frames = []
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            frames.append((int(frame.pts * stream.time_base * 1000), clips.read_counter(frame)))
+    return frames
+
+
+def seek_counter(data: bytes, t_ms: int) -> tuple[int, int]:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        container.seek(int(t_ms / 1000 / stream.time_base), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            pts = int(frame.pts * stream.time_base * 1000)
+            if pts >= t_ms:
+                return pts, clips.read_counter(frame)
+    raise AssertionError(f"no frame at or after {t_ms} ms")
+
+
+async def test_a_recorded_call_verifies_and_replays_frame_exactly(make_service):
+    service = await make_service(recording_segment_s=2)
+    call_id, kiosk, expert, ids = await recorded_call(service)
+    assert service.hub.recordings.is_recording(call_id)
+    view = await kiosk.next_event("call.updated", where=lambda p: p["call"]["recording"] == "on")
+    assert view["payload"]["call"]["recorded"] is True
+    kiosk_peer = MediaPeer(kiosk, call_id, colour=RED, tone=440)
+    expert_peer = MediaPeer(expert, call_id, colour=GREEN, tone=880)
+    await kiosk_peer.start()
+    await expert_peer.start()
+    try:
+        await wait_segments(service, call_id, ids.values(), 3)
+    finally:
+        await expert.request("call.leave", call_id=call_id)
+        await kiosk_peer.close()
+        await expert_peer.close()
+    off = await kiosk.next_event("call.updated", where=lambda p: p["call"]["recording"] == "off")
+    assert off["payload"]["call"]["state"] == "ended"
+    await wait_closed(service, call_id)
+
+    recordings = service.hub.recordings
+    rec = service.store.get_recording(call_id)
+    assert rec.status == "complete"
+    store = recordings.object_store
+    report = verify(
+        store,
+        rec.prefix,
+        recordings.keyring.trusted(),
+        expected_head=(rec.chain_count, rec.chain_head),
+    )
+    assert report.ok, report.format_report()
+    manifest = json.loads(store.get(rec.manifest_key))
+    assert manifest["status"] == "complete"
+    assert manifest["consent"]["evidence"] is True
+    assert {t["participant"] for t in manifest["tracks"]} == set(ids.values())
+
+    # The spool let go of everything only after verified uploads; the work dir is gone.
+    assert recordings.spool.pending() == []
+    assert not (service.settings.recording_dir / call_id).exists()
+
+    # The replay of the kiosk: every frame the recorder took, in order, seekable by time.
+    participant_recorder_frames = recordings.frames_recorded[(call_id, ids["caller"])]
+    replay = next(r for r in manifest["replay"] if r["participant"] == ids["caller"])
+    data = store.get(replay["object"])
+    frames = decode_video(data)
+    gaps = [
+        gap
+        for key in store.list(f"{rec.prefix}chain/")
+        if key.endswith(".json")
+        for link in [json.loads(store.get(key))]
+        for gap in (
+            link.get("gaps", [])
+            if link["kind"] == "segment" and link["participant"] == ids["caller"]
+            else []
+        )
+    ]
+    lost = sum(g["packets"] for g in gaps if g["track"] == "video")
+    assert len(frames) == participant_recorder_frames
+    if not lost:  # loopback: nothing lost, so every painted counter follows the one before
+        steps = {(b[1] - a[1]) % 30 for a, b in zip(frames, frames[1:], strict=False)}
+        assert steps == {1}, steps
+    first_pts, first_counter = frames[0]
+    last_pts = frames[-1][0]
+    for t in (first_pts + 100, (first_pts + last_pts) // 2, last_pts - 700, last_pts - 30):
+        pts, counter = seek_counter(data, t)
+        expected = (first_counter + round((pts - first_pts) * FPS / 1000)) % 30
+        assert pts - t < 1000 / FPS + 1 and counter == expected, (t, pts, counter, expected)
+
+
+async def test_consent_refused_kiosk_call_does_not_start_and_is_audited(make_service):
+    service = await make_service()
+    kiosk = await service.kiosk()
+    from signaling.client import ClientError
+
+    try:
+        await kiosk.request("call.launch", dispute_type="family")
+    except ClientError as err:
+        assert err.code == "consent_required"
+    else:  # pragma: no cover - the assertion below names the failure
+        raise AssertionError("a kiosk call without consent started")
+    assert service.store.list_calls() == []
+    actions = [e.action for e in service.store.list_audit()]
+    assert "call.consent_refused" in actions
+
+
+async def test_unrecorded_kiosk_call_when_the_setting_allows_it(make_service):
+    service = await make_service(kiosk_without_consent="unrecorded")
+    expert = await service.expert("amy", specialties=["family"])
+    kiosk = await service.kiosk()
+    call = (await kiosk.request("call.launch", dispute_type="family"))["call"]
+    assert call["recorded"] is False and call["recording"] == "off"
+    ring = await expert.next_event("call.ring")
+    accepted = await expert.request("call.accept", invitation_id=ring["payload"]["invitation_id"])
+    assert accepted["call"]["state"] == "active" and accepted["call"]["recording"] == "off"
+    assert not service.hub.recordings.is_recording(call["id"])
+    assert service.store.list_recordings() == []
+    assert service.store.get_consent(call["id"]) is None
+
+
+async def test_station_calls_always_need_consent(make_service):
+    service = await make_service(kiosk_without_consent="unrecorded")
+    _, token = service.add_device("station")
+    service.add_person("olga", "station_officer")
+    station = await service.connect(device_token=token, session_token=await service.login("olga"))
+    from signaling.client import ClientError
+
+    try:
+        await station.request("call.launch", dispute_type="family")
+    except ClientError as err:
+        assert err.code == "consent_required"
+    else:  # pragma: no cover
+        raise AssertionError("a station call without consent started")
+    launched = await station.request(
+        "call.launch",
+        consent_evidence=True,
+        training_consent=True,
+        notice_version="1",
+        notice_language="en",
+        parties=2,
+        dispute_type="family",
+    )
+    consent = service.store.get_consent(launched["call"]["id"])
+    assert consent is not None
+    assert (consent.evidence, consent.training, consent.parties) == (True, True, 2)
+    assert (consent.notice_version, consent.language) == ("1", "en")
+    assert launched["call"]["training_consent"] is True
+    actions = [e.action for e in service.store.list_audit()]
+    assert actions.count("call.consent_refused") == 1 and "consent.captured" in actions
