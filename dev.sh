@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian packages the test suite needs. Later issues add browsers and media servers here.
-TEST_APT_PACKAGES=(python3-venv coturn)
+# Debian packages the test suite needs: coturn (TURN tests) and Chromium (the web pages are
+# tested in a real browser; never `playwright install`, it downloads a browser).
+TEST_APT_PACKAGES=(python3-venv coturn chromium)
 
 VENV=.venv
 PYTHON=${PYTHON:-python3}
