@@ -369,12 +369,14 @@ class PacketTap:
         self.queue: deque[TappedPacket | SourceChanged] = deque()
         self.bound = bound
         self.overflow = 0  # packets refused because the queue was full
+        self.overflowed = asyncio.Event()  # set at each refusal (for monitors and tests)
         self.closed = False
         self.ready = ready or asyncio.Event()
 
     def offer(self, packet: TappedPacket) -> None:
         if len(self.queue) >= self.bound:
             self.overflow += 1
+            self.overflowed.set()
             return
         self.queue.append(packet)
         self.ready.set()

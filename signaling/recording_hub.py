@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOFTWARE = "mediation"
+GAP_WARNING_S = 600.0  # a recording gap stays on the admin's warning list this long
 
 
 def software_version() -> str:
@@ -99,6 +102,7 @@ class CallRecordingHub:
         self.finishing: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.gap_count = 0
+        self.recent_gaps: deque[tuple[float, str]] = deque(maxlen=50)
         self.changed = asyncio.Event()  # set whenever a link lands or a recording closes
         # Whole video frames each participant's recorder assembled from its tap, by
         # (call id, participant id): what a replay file must hold, less recorded gaps.
@@ -143,7 +147,13 @@ class CallRecordingHub:
         return call_id in self.recorders and call_id not in self.finishing
 
     def warnings(self) -> list[str]:
-        return self.uploader.warnings() if self.uploader is not None else []
+        """Storage warnings now, and the recording gaps of the last GAP_WARNING_S."""
+        out = self.uploader.warnings() if self.uploader is not None else []
+        horizon = time.monotonic() - GAP_WARNING_S
+        while self.recent_gaps and self.recent_gaps[0][0] < horizon:
+            self.recent_gaps.popleft()
+        out += [text for _, text in self.recent_gaps]
+        return out
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -356,6 +366,13 @@ class CallRecordingHub:
                 self.uploader.kick()
         for gap in gaps:
             self.gap_count += 1
+            self.recent_gaps.append(
+                (
+                    time.monotonic(),
+                    f"recording gap in call {call_id}: participant {gap['participant']} "
+                    f"{gap['track']} {gap['reason']} ({gap['packets']} packets) at {gap['utc']}",
+                )
+            )
             self.hub.metrics.recording_gaps.labels(reason=gap["reason"]).inc()
             with log_context(call_id=call_id, participant_id=gap["participant"]):
                 log.warning(

@@ -3,6 +3,7 @@ chain, upload, replay files and verification."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 
@@ -57,6 +58,18 @@ async def wait_closed(service, call_id, timeout=30):
         timeout,
     )
     await recordings.uploader.wait_idle(timeout)
+
+
+def chain_gaps(store, prefix):
+    """Every gap record in a call's chain (in segment links and gap events)."""
+    gaps = []
+    for key in store.list(f"{prefix}chain/"):
+        if key.endswith(".json"):
+            link = json.loads(store.get(key))
+            gaps += link.get("gaps", [])
+            if link["kind"] == "event" and link["event"]["type"] == "gap":
+                gaps.append(link["event"])
+    return gaps
 
 
 def decode_video(data: bytes):
@@ -208,3 +221,50 @@ async def test_station_calls_always_need_consent(make_service):
     assert launched["call"]["training_consent"] is True
     actions = [e.action for e in service.store.list_audit()]
     assert actions.count("call.consent_refused") == 1 and "consent.captured" in actions
+
+
+async def test_a_recorder_that_falls_behind_records_the_gap_and_still_verifies(make_service):
+    """The recorder's thread stalls: the bounded tap overflows (the call goes on), the loss
+    becomes a tap_overflow gap record in the chain, a metric and an admin warning."""
+    import threading
+
+    service = await make_service(recording_segment_s=2, recorder_tap_packets=64)
+    call_id, kiosk, expert, ids = await recorded_call(service)
+    recordings = service.hub.recordings
+    kiosk_peer = MediaPeer(kiosk, call_id, colour=RED, tone=440)
+    expert_peer = MediaPeer(expert, call_id, colour=GREEN, tone=880)
+    await kiosk_peer.start()
+    await expert_peer.start()
+    release = threading.Event()
+    try:
+        await wait_segments(service, call_id, ids.values(), 1)
+        recorder = recordings.recorders[call_id]
+        recorder.executor.submit(release.wait, 30)  # the recorder's thread is stuck elsewhere
+        tap = recorder.participants[ids["caller"]].taps["video"]
+        await asyncio.wait_for(tap.overflowed.wait(), 20)  # the call goes on meanwhile
+        release.set()
+        await until(lambda: recordings.gap_count > 0, recordings.changed, 20)
+        await wait_segments(service, call_id, ids.values(), 3)
+    finally:
+        release.set()
+        await expert.request("call.leave", call_id=call_id)
+        await kiosk_peer.close()
+        await expert_peer.close()
+    await wait_closed(service, call_id)
+    rec = service.store.get_recording(call_id)
+    report = verify(
+        recordings.object_store,
+        rec.prefix,
+        recordings.keyring.trusted(),
+        expected_head=(rec.chain_count, rec.chain_head),
+    )
+    assert report.ok, report.format_report()
+    gaps = chain_gaps(recordings.object_store, rec.prefix)
+    assert any(g["reason"] == "tap_overflow" for g in gaps), gaps
+    status, body = await service.http("GET", "/metrics")
+    assert 'mediation_recording_gaps_total{reason="tap_overflow"}' in body
+    service.add_person("adam", "admin")
+    status, body = await service.http(
+        "GET", "/api/admin/warnings", token=await service.login("adam")
+    )
+    assert status == 200 and any("tap_overflow" in w for w in body["warnings"]), body
