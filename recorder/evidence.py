@@ -68,6 +68,7 @@ EVENT_TYPES = frozenset(
         "gap",
         "recording_stopped",
         "track_started",  # first frame of a participant's track: codec and start offset
+        "bookmark",  # an expert's time-stamped note (for training), stamped by the server
     }
 )
 GAP_REASONS = frozenset({"tap_overflow", "packet_loss", "participant_dropped"})

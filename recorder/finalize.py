@@ -158,3 +158,19 @@ def finalize(
     committed += commit_chain_files(workdir, spool, keys)
     log.info("recording closed: %s, %d links, head %s (%s)", status, count, head[:12], last_key)
     return committed, manifest
+
+
+def recommit_closed(
+    workdir: Path, prefix: str, spool: SpoolLike
+) -> tuple[list[tuple[str, int, str]], dict[str, Any]]:
+    """A chain already closed by its manifest (a crash after finalize, before the index
+    learnt of it): commit its files to the spool again (the same bytes are a no-op)."""
+    root = workdir / "objects"
+    keys = sorted(
+        str(path.relative_to(root))
+        for path in (root / prefix).rglob("*")
+        if path.is_file() and path.suffix in (".json", ".sig") and not path.name.startswith(".")
+    )
+    committed = commit_chain_files(workdir, spool, keys)
+    manifest = json.loads((root / prefix / "manifest.json").read_bytes())
+    return committed, manifest

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from recorder.call_recorder import CallRecorder, Committed, RecorderSettings
 from recorder.chain_writer import ChainWriter
 from recorder.evidence import call_prefix, utc_iso
-from recorder.finalize import finalize
+from recorder.finalize import finalize, recommit_closed
 from recorder.keyring import KeyRing
 from recorder.spool import Spool
 from recorder.uploader import Uploader
@@ -179,6 +179,12 @@ class CallRecordingHub:
             elif effect.new == ParticipantState.LEFT:
                 self._event(recorder, "participant_left", p.id, reason=p.reason)
 
+    def on_bookmark(self, call_id: str, bookmark: dict[str, Any]) -> None:
+        """An expert's bookmark goes into the chain too, in order with the segments."""
+        recorder = self.recorders.get(call_id)
+        if recorder is not None and self.is_recording(call_id):
+            self._event(recorder, "bookmark", None, bookmark=dict(bookmark))
+
     def on_media(self, call_id: str, participant_id: str, media: CallMedia) -> None:
         """A participant's media joined or rejoined: record what it publishes."""
         recorder = self.recorders.get(call_id)
@@ -261,17 +267,23 @@ class CallRecordingHub:
                 store.update_recording(call_id, status=status, ended_at=self.hub.clock.wall_ms())
                 return
             chain = ChainWriter(workdir / "objects", call_id, rec.prefix, self.keyring)
-        fields = self._manifest_fields(call_id)
-        committed, manifest = await asyncio.to_thread(
-            lambda: finalize(
-                workdir=workdir,
-                prefix=rec.prefix,
-                chain=chain,
-                spool=self.spool,
-                status=status,
-                fields=fields,
+        if chain.closed:  # finalized before a crash: the index and the spool catch up
+            committed, manifest = await asyncio.to_thread(
+                recommit_closed, workdir, rec.prefix, self.spool
             )
-        )
+            status = manifest["status"]
+        else:
+            fields = self._manifest_fields(call_id)
+            committed, manifest = await asyncio.to_thread(
+                lambda: finalize(
+                    workdir=workdir,
+                    prefix=rec.prefix,
+                    chain=chain,
+                    spool=self.spool,
+                    status=status,
+                    fields=fields,
+                )
+            )
         count, head, last_key = chain.head
         with store.transaction():
             for key, size, digest in committed:
