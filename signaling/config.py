@@ -145,6 +145,10 @@ class Settings:
     shutdown_timeout_s: float = 10.0
     # How often live connections are re-checked against disabled accounts/devices.
     principal_recheck_s: float = 5.0
+    # How long a device enrolment code (8 digits, one-time) stays valid.
+    enrolment_code_ttl_s: float = 600.0
+    # Failed enrolment attempts one client IP may make per minute; more answer 429.
+    enrolment_failures_per_min: int = 10
     # Create demo accounts on first start (turn off in production).
     demo_accounts: bool = True
     # Video codec of every call: "vp8" or "h264" (fixed when the call becomes active).
@@ -495,6 +499,8 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "session_ttl_s": (_POSITIVE, _positive),
     "shutdown_timeout_s": (_POSITIVE, _positive),
     "principal_recheck_s": (_POSITIVE, _positive),
+    "enrolment_code_ttl_s": (_POSITIVE, _positive),
+    "enrolment_failures_per_min": ("must be an integer >= 1", _at_least(1)),
     "demo_accounts": (_BOOL, lambda v: isinstance(v, bool)),
     "video_codec": ("must be 'vp8' or 'h264'", lambda v: v in ("vp8", "h264")),
     "max_video_kbps": ("must be an integer >= 100", _at_least(100)),

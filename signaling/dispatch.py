@@ -306,6 +306,14 @@ class Dispatcher:
             and self.activity(expert_id) is Activity.IDLE
         )
 
+    def experts_serving(self) -> int:
+        """Experts who will take calls: connected, and available or on duty (busy included)."""
+        return sum(
+            1
+            for e in self.experts.values()
+            if e.online and (e.availability is Availability.AVAILABLE or e.on_duty)
+        )
+
     def queued_calls(self) -> list[Call]:
         return sorted(
             (c for c in self.calls.values() if c.state in WAITING_STATES), key=Call.queue_key

@@ -99,6 +99,14 @@ class ConsentRequired(SignalingError):
     http_status = 409
 
 
+class EnrolmentFailed(SignalingError):
+    """`POST /api/enrol`: the code is unknown, used, replaced or expired (or its device is
+    disabled); one answer for all, so a guesser learns nothing."""
+
+    code = "enrolment_failed"
+    http_status = 401
+
+
 class RateLimited(SignalingError):
     code = "rate_limited"
     http_status = 429

@@ -8,21 +8,36 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from signaling import evidence_api
-from signaling.errors import AuthFailed, BadRequest, Forbidden, NotFound, SignalingError
+from signaling.dispatch import WAITING_STATES, CallState
+from signaling.enrolment import FailureThrottle, enrolment_link, normalise_code, qr_svg
+from signaling.errors import (
+    AuthFailed,
+    BadRequest,
+    EnrolmentFailed,
+    Forbidden,
+    InvalidState,
+    NotFound,
+    RateLimited,
+    SignalingError,
+)
 from signaling.http_auth import (
     SESSION_COOKIE,
     bearer_or_cookie,
+    client_ip,
     http_principal,
     origin_allowed,
+    own_origin,
     secure_cookies,
 )
-from signaling.keys import HUB, METRICS, SETTINGS, STORE
+from signaling.keys import ENROLMENT_THROTTLE, HUB, METRICS, SETTINGS, STORE
 from signaling.metrics import CONTENT_TYPE
 from signaling.permissions import (
     ACCOUNT_ROLES,
@@ -37,6 +52,7 @@ from signaling.permissions import (
     Principal,
     may,
 )
+from signaling.views import bookmark_view, health_view, outcome_view, rating_view
 from storage import errors as storage_errors
 from storage.records import CallRecord
 
@@ -237,17 +253,48 @@ def _call_filter(principal: Principal) -> dict[str, Any]:
     raise Forbidden(f"{principal.role} may not read calls")
 
 
-def _call_json(request: web.Request, record: CallRecord) -> dict[str, Any]:
-    view = _record(record)
-    live = request.app[HUB].dispatcher.calls.get(record.id)
-    view["queue_position"] = live.queue_position if live is not None else None
-    return view
+# `GET /api/calls?state=`: "live" (not ended) or one call state.
+LIVE_STATES = frozenset(str(s) for s in (*WAITING_STATES, CallState.ACTIVE))
+STATE_FILTERS: dict[str, frozenset[str]] = {
+    "live": LIVE_STATES,
+    **{str(s): frozenset({str(s)}) for s in CallState},
+}
+# Bookmarks are the experts' notes for training: not shown to callers.
+BOOKMARK_READERS = frozenset({EXPERT, TRAINER, EVIDENCE_OFFICER, ADMIN})
+
+
+def _calls_json(request: web.Request, records: list[CallRecord]) -> list[dict[str, Any]]:
+    """Stored calls with their live queue place, case number, rating and outcome."""
+    store, hub = request.app[STORE], request.app[HUB]
+    call_ids = [r.id for r in records]
+    ratings = store.ratings_for(call_ids)
+    outcomes = store.outcomes_for(call_ids)
+    cases = store.cases_for([r.case_id for r in records if r.case_id is not None])
+    views = []
+    for record in records:
+        view = _record(record)
+        live = hub.dispatcher.calls.get(record.id)
+        position = live.queue_position if live is not None else None
+        view["queue_position"] = position
+        view["estimated_wait_s"] = hub.estimated_wait_s(position)
+        case = cases.get(record.case_id) if record.case_id is not None else None
+        view["case_number"] = case.case_number if case is not None else None
+        view["rating"] = rating_view(ratings.get(record.id))
+        view["outcome"] = outcome_view(outcomes.get(record.id))
+        views.append(view)
+    return views
 
 
 async def list_calls(request: web.Request) -> web.Response:
     principal = _require(request, "calls.read")
-    records = request.app[STORE].list_calls(**_call_filter(principal))
-    return web.json_response({"calls": [_call_json(request, r) for r in records]})
+    state = request.query.get("state")
+    states = None
+    if state is not None:
+        states = STATE_FILTERS.get(state)
+        if states is None:
+            raise BadRequest(f"state must be one of {sorted(STATE_FILTERS)}")
+    records = request.app[STORE].list_calls(**_call_filter(principal), states=states)
+    return web.json_response({"calls": _calls_json(request, records)})
 
 
 async def get_call(request: web.Request) -> web.Response:
@@ -258,7 +305,7 @@ async def get_call(request: web.Request) -> web.Response:
     if call_id not in visible:
         raise NotFound("call", call_id)
     record = store.get_call(call_id)
-    view = _call_json(request, record)
+    view = _calls_json(request, [record])[0]
     media = request.app[HUB].media.calls.get(call_id)
     stored = store.media_stats(call_id)
     view["participants"] = [
@@ -271,7 +318,44 @@ async def get_call(request: web.Request) -> web.Response:
     ]
     view["invitations"] = [_record(i) for i in store.list_invitations(call_id)]
     view["events"] = [_record(e) for e in store.list_call_events(call_id)]
+    view["bookmarks"] = (
+        [bookmark_view(b) for b in store.list_bookmarks(call_id)]
+        if principal.role in BOOKMARK_READERS
+        else []
+    )
     return web.json_response({"call": view})
+
+
+async def get_case(request: web.Request) -> web.Response:
+    """A case with its latest outcome and the calls of it the principal may read."""
+    principal = _require(request, "calls.read")
+    store = request.app[STORE]
+    case_id = request.match_info["case_id"]
+    records = store.list_calls(**_call_filter(principal), case_id=case_id, limit=1000)
+    if not records:
+        raise NotFound("case", case_id)
+    case = store.get_case(case_id)
+    return web.json_response(
+        {
+            "case": {
+                **_record(case),
+                "outcome": outcome_view(store.get_case_outcome(case_id)),
+                "calls": _calls_json(request, records),
+            }
+        }
+    )
+
+
+async def get_notice(request: web.Request) -> web.Response:
+    """The recording notice to show before consent: the newest version in a language."""
+    _require(request, "notice.read")
+    language = request.query.get("language", "zh-CN")
+    if language not in ("zh-CN", "en"):
+        raise BadRequest("language must be zh-CN or en")
+    notice = request.app[STORE].get_notice(language)
+    return web.json_response(
+        {"version": notice.version, "language": notice.language, "body": notice.body}
+    )
 
 
 # --- admin ------------------------------------------------------------------------------
@@ -357,7 +441,18 @@ async def admin_set_expert(request: web.Request) -> web.Response:
 
 async def admin_list_devices(request: web.Request) -> web.Response:
     _require(request, "devices.manage")
-    devices = [_record(d) for d in request.app[STORE].list_devices()]
+    store, hub = request.app[STORE], request.app[HUB]
+    health = store.list_device_health()
+    pending = store.pending_enrolments()
+    devices = [
+        {
+            **_record(d),
+            "online": hub.is_online(d.id),
+            "health": health_view(health.get(d.id)),
+            "enrolment_expires_at": pending.get(d.id),
+        }
+        for d in store.list_devices()
+    ]
     return web.json_response({"devices": devices})
 
 
@@ -391,6 +486,74 @@ async def admin_device_action(request: web.Request) -> web.Response:
     store.append_audit(principal.id, f"device.{action}", device_id)
     result["device"] = _record(store.get_device(device_id))
     return web.json_response(result)
+
+
+async def admin_create_enrolment(request: web.Request) -> web.Response:
+    """A one-time code (and its link and QR code) that enrols the device; replaces the
+    device's unused code."""
+    principal = _require(request, "devices.manage")
+    store, settings = request.app[STORE], request.app[SETTINGS]
+    device = store.get_device(request.match_info["device_id"])
+    if device.disabled:
+        raise InvalidState(f"device {device.id} is disabled; enable it first")
+    code, expires_at = store.create_enrolment_code(device.id, settings.enrolment_code_ttl_s)
+    link = enrolment_link(own_origin(request, settings), device.kind, code)
+    store.append_audit(
+        principal.id, "device.enrolment_created", device.id, {"expires_at": expires_at}
+    )
+    log.info("enrolment code made for device %s", device.id)
+    return web.json_response(
+        {"code": code, "expires_at": expires_at, "link": link, "qr_svg": qr_svg(link)}
+    )
+
+
+async def enrol(request: web.Request) -> web.Response:
+    """A device exchanges an enrolment code for a fresh token (no login; throttled per IP)."""
+    store, settings, hub = request.app[STORE], request.app[SETTINGS], request.app[HUB]
+    throttle: FailureThrottle = request.app[ENROLMENT_THROTTLE]
+    ip = client_ip(request, settings)
+    now = time.monotonic()
+    wait_s = throttle.retry_after_s(ip, now)
+    if wait_s > 0:
+        log.warning("enrolment attempt refused: too many failures from %s", ip)
+        response = error_response(
+            RateLimited("too many failed enrolment attempts; try again later")
+        )
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+        return response
+    body = await _json_body(request)
+    typed = _field(body, "code")
+    code = normalise_code(typed) if len(typed) <= 32 else None
+    refused: storage_errors.EnrolmentRefused | None = None
+    with store.transaction():
+        try:
+            if code is None:
+                raise storage_errors.EnrolmentRefused("malformed")
+            device, token = store.redeem_enrolment_code(code)
+        except storage_errors.EnrolmentRefused as err:
+            refused = err
+            store.append_audit(
+                "anonymous",
+                "device.enrolment_failed",
+                None,
+                {"reason": err.reason, "client_ip": ip},
+            )
+        else:
+            store.append_audit(
+                device.id,
+                "device.enrolment_used",
+                device.id,
+                {"client_ip": ip, "token_generation": device.token_generation},
+            )
+    if refused is not None:
+        throttle.record_failure(ip, now)
+        log.info("enrolment refused (%s) from %s", refused.reason, ip)
+        raise EnrolmentFailed("the code is wrong, used or expired; ask for a new one")
+    hub.revoke(device.id)  # connections on the old token end (close 4004)
+    log.info("device %s enrolled (token generation %d)", device.id, device.token_generation)
+    return web.json_response(
+        {"device_id": device.id, "kind": device.kind, "name": device.name, "device_token": token}
+    )
 
 
 async def admin_put_dispute_type(request: web.Request) -> web.Response:
@@ -464,6 +627,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[ENROLMENT_THROTTLE] = FailureThrottle(app[SETTINGS].enrolment_failures_per_min)
     r = app.router
     r.add_post("/api/login", login)
     r.add_post("/api/logout", logout)
@@ -473,6 +637,9 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/dispute-types", list_dispute_types)
     r.add_get("/api/calls", list_calls)
     r.add_get("/api/calls/{call_id}", get_call)
+    r.add_get("/api/cases/{case_id}", get_case)
+    r.add_get("/api/notice", get_notice)
+    r.add_post("/api/enrol", enrol)
     r.add_get("/api/admin/accounts", admin_list_accounts)
     r.add_post("/api/admin/accounts", admin_create_account)
     r.add_post(
@@ -481,6 +648,8 @@ def add_routes(app: web.Application) -> None:
     r.add_put("/api/admin/experts/{account_id}", admin_set_expert)
     r.add_get("/api/admin/devices", admin_list_devices)
     r.add_post("/api/admin/devices", admin_create_device)
+    # Before the generic action route, which would take "enrolment" for an action.
+    r.add_post("/api/admin/devices/{device_id}/enrolment", admin_create_enrolment)
     r.add_post("/api/admin/devices/{device_id}/{action}", admin_device_action)
     r.add_put("/api/admin/dispute-types/{code}", admin_put_dispute_type)
     r.add_get("/api/audit", read_audit)

@@ -41,6 +41,16 @@ def own_origin(request: web.Request, settings: Settings) -> str:
     return f"{request_scheme(request, settings)}://{host}".lower()
 
 
+def client_ip(request: web.Request, settings: Settings) -> str:
+    """The client's address: the connection's, or, when the connection comes from one of
+    `trusted_proxies`, the last `X-Forwarded-For` entry (the one that proxy added)."""
+    if _from_trusted_proxy(request, settings):
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded
+    return request.remote or "unknown"
+
+
 def origin_allowed(request: web.Request, settings: Settings) -> bool:
     """Browsers always send Origin on a WebSocket upgrade and a cross-site POST.
 

@@ -16,12 +16,14 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
 
 from signaling import messages as m
+from signaling.call_results import CallResults
 from signaling.config import Settings
 from signaling.dispatch import (
     Activity,
@@ -55,9 +57,17 @@ from signaling.media_hub import CallMediaHub
 from signaling.metrics import Metrics
 from signaling.permissions import EXPERT, KIOSK, STATION, Principal, may_request
 from signaling.recording_hub import CallRecordingHub
+from signaling.views import health_view
+from signaling.wait_estimate import HANDLE_TIME_SAMPLE, estimate_wait_s
 from storage import MetadataStore, ids
 from storage import errors as storage_errors
-from storage.records import CallRecord, Consent, InvitationRecord, ParticipantRecord
+from storage.records import (
+    CallRecord,
+    Consent,
+    DeviceHealth,
+    InvitationRecord,
+    ParticipantRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +227,12 @@ class Hub:
         self._launch_started: dict[str, float] = {}
         self._consents: dict[str, Consent] = {}  # call id -> consent, stored with the call
         self.shutting_down = False
+        # Answer-to-end times of the last answered calls (ms, oldest first): the queue's
+        # wait estimate.
+        self.handle_times_ms: deque[int] = deque(maxlen=HANDLE_TIME_SAMPLE)
         self.media = CallMediaHub(self)
         self.recordings = CallRecordingHub(self)
+        self.results = CallResults(self)
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -244,6 +258,7 @@ class Hub:
                     record.state,
                     extra={"call_id": record.id},
                 )
+        self.handle_times_ms.extend(reversed(self.store.recent_handle_times_ms(HANDLE_TIME_SAMPLE)))
         for profile in self.store.list_experts():
             self.load_expert(profile.account_id)
         self.dispatcher.drain()
@@ -502,6 +517,10 @@ class Hub:
     def sessions_of(self, principal_id: str) -> set[SignalSession]:
         return self._by_principal.get(principal_id, set())
 
+    def is_online(self, principal_id: str) -> bool:
+        """The principal has a live signaling connection now."""
+        return any(s.connection is not None for s in self._by_principal.get(principal_id, ()))
+
     def snapshot(self, session: SignalSession) -> dict[str, Any]:
         principal = session.principal
         payload: dict[str, Any] = {
@@ -544,6 +563,14 @@ class Hub:
                 return {"presence": self._presence(principal.id)}
             if request.type == "call.launch":
                 return self._launch(principal, p)
+            if request.type == "device.health":
+                return self._device_health(principal, p)
+            if request.type == "call.rate":
+                return self.results.rate(principal, p)
+            if request.type == "call.outcome":
+                return self.results.outcome(principal, p)
+            if request.type == "call.bookmark":
+                return self.results.bookmark(principal, p)
             if request.type == "call.choose":
                 call = self.dispatcher.choose(principal.id, p["call_id"], p["choice"])
             elif request.type == "call.cancel":
@@ -606,6 +633,43 @@ class Hub:
             self._consents[call.id] = replace(consent, call_id=call.id)
         self._launch_started[call.id] = started
         return {"call": self.call_view(call)}
+
+    def _device_health(self, principal: Principal, p: dict[str, Any]) -> dict[str, Any]:
+        """Store a kiosk's or station's self-test; audited when the results change."""
+        assert principal.device_id is not None  # kiosks and stations are devices
+        health = DeviceHealth(
+            device_id=principal.device_id,
+            camera=p["camera"],
+            microphone=p["microphone"],
+            app_build=p["app_build"],
+            at=self.clock.wall_ms(),
+        )
+        with self.store.transaction():
+            previous = self.store.save_device_health(health)
+            self.store.touch_device(health.device_id, health.at)
+            shown = (health.camera, health.microphone, health.app_build)
+            if previous is None or (previous.camera, previous.microphone, previous.app_build) != (
+                shown
+            ):
+                self.store.append_audit(
+                    health.device_id,
+                    "device.health",
+                    health.device_id,
+                    {
+                        "camera": health.camera,
+                        "microphone": health.microphone,
+                        "app_build": health.app_build,
+                    },
+                    at=health.at,
+                )
+        log.info(
+            "device %s health: camera %s, microphone %s, build %s",
+            health.device_id,
+            health.camera,
+            health.microphone,
+            health.app_build,
+        )
+        return {"health": health_view(health)}
 
     def _consent(self, principal: Principal, p: dict[str, Any]) -> Consent | None:
         """The launch's recording consent, or None for an unrecorded kiosk call.
@@ -724,6 +788,8 @@ class Hub:
             if call.state is CallState.ENDED:
                 self._launch_started.pop(call.id, None)
                 self.metrics.calls_ended.labels(reason=str(call.end_reason)).inc()
+                if call.answered_at is not None and call.ended_at is not None:
+                    self.handle_times_ms.append(max(0, call.ended_at - call.answered_at))
         elif isinstance(effect, InvitationChanged):
             inv = effect.invitation
             with log_context(call_id=inv.call_id):
@@ -815,7 +881,11 @@ class Hub:
             for session in self._by_principal.get(effect.call.caller.principal_id, ()):
                 session.emit(
                     "call.queue_position",
-                    {"call_id": effect.call.id, "position": effect.position},
+                    {
+                        "call_id": effect.call.id,
+                        "position": effect.position,
+                        "estimated_wait_s": self.estimated_wait_s(effect.position),
+                    },
                 )
         elif isinstance(effect, ChoiceOffered):
             for session in self._by_principal.get(effect.call.caller.principal_id, ()):
@@ -896,6 +966,10 @@ class Hub:
             for session in self._by_principal.get(principal_id, ()):
                 session.emit("call.updated", {"call": view})
 
+    def estimated_wait_s(self, position: int | None) -> int | None:
+        """The wait estimate for a queue position (None: not queued); see wait_estimate."""
+        return estimate_wait_s(position, self.handle_times_ms, self.dispatcher.experts_serving())
+
     def recording_state(self, call: Call) -> str:
         """ "on" exactly while the recorder writes this call; "off" otherwise."""
         return "on" if self.recordings.is_recording(call.id) else "off"
@@ -918,6 +992,7 @@ class Hub:
             "recording": self.recording_state(call),
             "preference": call.preference.value,
             "queue_position": call.queue_position,
+            "estimated_wait_s": self.estimated_wait_s(call.queue_position),
             "launched_at": call.launched_at,
             "answered_at": call.answered_at,
             "ended_at": call.ended_at,

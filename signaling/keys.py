@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling.config import Settings
+from signaling.enrolment import FailureThrottle
 from signaling.hub import Hub
 from signaling.metrics import Metrics
 from storage import MetadataStore
@@ -13,3 +14,5 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", MetadataStore)
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
+# Failed `POST /api/enrol` attempts per client IP (set up with the routes).
+ENROLMENT_THROTTLE = web.AppKey("enrolment_throttle", FailureThrottle)

@@ -47,6 +47,7 @@ ERROR_CODES = frozenset(
         "media_error",
         "unknown_dispute_type",
         "consent_required",
+        "enrolment_failed",
         "internal_error",
     }
 )
@@ -84,6 +85,8 @@ class Field:
     required: bool = True
     choices: frozenset[str] | None = None
     max_length: int = 256
+    minimum: int | None = None  # for integers
+    maximum: int | None = None
 
 
 def _str(required: bool = True, choices: set[str] | None = None, max_length: int = 256) -> Field:
@@ -92,6 +95,13 @@ def _str(required: bool = True, choices: set[str] | None = None, max_length: int
 
 def _bool(required: bool = False) -> Field:
     return Field(bool, required)
+
+
+DEVICE_CHECK_RESULTS = frozenset({"ok", "denied", "missing", "error"})
+OUTCOMES = frozenset({"settled", "partly_settled", "not_settled", "referred"})
+MAX_COMMENT = 500
+MAX_NOTE = 500
+MAX_SUMMARY = 4000
 
 
 # Every request type a client may send, with its payload fields.
@@ -140,6 +150,26 @@ REQUESTS: dict[str, dict[str, Field]] = {
         "sdp_mline_index": Field(int, required=False),
     },
     "media.state": {"call_id": _str(max_length=64), "audio": _bool(True), "video": _bool(True)},
+    # A kiosk's or station's camera and microphone self-test, with its app build.
+    "device.health": {
+        "camera": _str(choices=set(DEVICE_CHECK_RESULTS)),
+        "microphone": _str(choices=set(DEVICE_CHECK_RESULTS)),
+        "app_build": _str(max_length=64),
+    },
+    "call.rate": {
+        "call_id": _str(max_length=64),
+        "stars": Field(int, minimum=1, maximum=5),
+        "comment": _str(required=False, max_length=MAX_COMMENT),
+    },
+    "call.outcome": {
+        "call_id": _str(max_length=64),
+        "outcome": _str(choices=set(OUTCOMES)),
+        "summary": _str(max_length=MAX_SUMMARY),
+    },
+    "call.bookmark": {
+        "call_id": _str(max_length=64),
+        "note": _str(required=False, max_length=MAX_NOTE),
+    },
 }
 
 # Events the server sends (documented in docs/protocol.md).
@@ -212,6 +242,12 @@ def decode_request(text: str | bytes, max_bytes: int) -> Request:
             raise ProtocolError("invalid_message", f"{mtype}: {name} has the wrong type", rid)
         if not isinstance(value, spec.kind):
             raise ProtocolError("invalid_message", f"{mtype}: {name} has the wrong type", rid)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if (spec.minimum is not None and value < spec.minimum) or (
+                spec.maximum is not None and value > spec.maximum
+            ):
+                bounds = f"from {spec.minimum} to {spec.maximum}"
+                raise ProtocolError("invalid_message", f"{mtype}: {name} must be {bounds}", rid)
         if isinstance(value, str):
             if len(value) > spec.max_length:
                 raise ProtocolError("invalid_message", f"{mtype}: {name} is too long", rid)

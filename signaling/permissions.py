@@ -37,6 +37,10 @@ WS_PERMISSIONS: dict[str, frozenset[str]] = {
     "media.answer": frozenset({KIOSK, STATION, EXPERT}),
     "media.candidate": frozenset({KIOSK, STATION, EXPERT}),
     "media.state": frozenset({KIOSK, STATION, EXPERT}),
+    "device.health": CALLERS,
+    "call.rate": CALLERS,  # the call's caller device, once the call has ended
+    "call.outcome": frozenset({EXPERT}),  # an expert who took part in the call
+    "call.bookmark": frozenset({EXPERT}),  # an expert present in the active call
 }
 
 # HTTP actions (named in signaling.http_api next to each route).
@@ -45,6 +49,7 @@ HTTP_PERMISSIONS: dict[str, frozenset[str]] = {
     "experts.list": EVERYONE,
     "dispute_types.list": EVERYONE,
     "calls.read": EVERYONE,
+    "notice.read": EVERYONE,
     "password.change": frozenset({ADMIN, EVIDENCE_OFFICER, TRAINER, EXPERT, STATION_OFFICER}),
     "accounts.manage": frozenset({ADMIN}),
     "devices.manage": frozenset({ADMIN}),

@@ -26,6 +26,18 @@ class Conflict(StorageError):
         self.reason = reason
 
 
+class EnrolmentRefused(StorageError):
+    """An enrolment code could not be redeemed; `reason` says why (never the code itself).
+
+    Reasons: ``unknown`` (never issued, already used or replaced), ``expired``,
+    ``device_disabled``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"enrolment refused: {reason}")
+        self.reason = reason
+
+
 class AuditChainBroken(StorageError):
     """The audit log's hash chain does not verify from entry `seq` on."""
 

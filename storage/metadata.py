@@ -13,7 +13,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from . import audit_chain
-from .errors import AuditChainBroken, Conflict, NotFound, StorageError
+from .errors import AuditChainBroken, Conflict, EnrolmentRefused, NotFound, StorageError
 from .ids import new_id, now_ms
 from .migrations import apply_migrations, current_version
 from .records import (
@@ -36,17 +36,21 @@ from .records import (
     ROLES,
     Account,
     AuditEntry,
+    Bookmark,
     CallEvent,
     CallRecord,
     Case,
     Consent,
     Device,
+    DeviceHealth,
     DisputeType,
     ExpertProfile,
     InvitationRecord,
     NoticeText,
+    Outcome,
     ParticipantRecord,
     Party,
+    Rating,
     Recording,
     RecordingObject,
     Session,
@@ -54,6 +58,8 @@ from .records import (
 
 DEVICE_TOKEN_PREFIX = "dev_"
 SESSION_TOKEN_PREFIX = "ses_"
+ENROLMENT_CODE_DIGITS = 8
+_IN_CHUNK = 500  # ids per "IN (...)" query
 
 _RECORDING_UPDATABLE = frozenset(
     {"status", "ended_at", "chain_count", "chain_head", "manifest_key", "legal_hold"}
@@ -443,6 +449,107 @@ class MetadataStore:
         ):
             raise NotFound("device", device_id)
 
+    def create_enrolment_code(self, device_id: str, ttl_s: float) -> tuple[str, int]:
+        """A one-time 8-digit code that enrols the device, valid for `ttl_s`.
+
+        Replaces the device's unused code, if any. Returns the code (shown only now; only
+        its SHA-256 is stored) and when it expires. Raises NotFound for an unknown device.
+        """
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
+        now = self._clock()
+        expires_at = now + round(ttl_s * 1000)
+        with self.transaction():
+            self.get_device(device_id)
+            conn = self._db()
+            conn.execute(
+                "DELETE FROM enrolment_codes WHERE device_id = ? OR expires_at <= ?",
+                (device_id, now),
+            )
+            for _ in range(16):
+                code = f"{secrets.randbelow(10**ENROLMENT_CODE_DIGITS):0{ENROLMENT_CODE_DIGITS}d}"
+                try:
+                    conn.execute(
+                        "INSERT INTO enrolment_codes (device_id, code_hash, created_at,"
+                        " expires_at) VALUES (?, ?, ?, ?)",
+                        (device_id, hash_token(code), now, expires_at),
+                    )
+                except sqlite3.IntegrityError:
+                    continue  # another device holds this code right now: draw again
+                return code, expires_at
+        raise StorageError("no free enrolment code found")
+
+    def redeem_enrolment_code(self, code: str) -> tuple[Device, str]:
+        """Use a code once: the device gets a fresh token (the old one stops working).
+
+        Returns the device and its new plaintext token. Raises EnrolmentRefused with the
+        reason for an unknown, used, replaced or expired code, or a disabled device; the
+        code is spent either way.
+        """
+        now = self._clock()
+        with self.transaction():
+            row = self._one(
+                "SELECT device_id, expires_at FROM enrolment_codes WHERE code_hash = ?",
+                (hash_token(code),),
+            )
+            if row is None:
+                reason = "unknown"
+            else:
+                self._db().execute(
+                    "DELETE FROM enrolment_codes WHERE device_id = ?", (row["device_id"],)
+                )
+                device = self.get_device(row["device_id"])
+                if row["expires_at"] <= now:
+                    reason = "expired"
+                elif device.disabled:
+                    reason = "device_disabled"
+                else:
+                    token = self.rotate_device_token(device.id)
+                    return self.get_device(device.id), token
+        raise EnrolmentRefused(reason)
+
+    def pending_enrolments(self) -> dict[str, int]:
+        """Devices with an unused, unexpired enrolment code: device id -> expires_at."""
+        rows = self._all(
+            "SELECT device_id, expires_at FROM enrolment_codes WHERE expires_at > ?",
+            (self._clock(),),
+        )
+        return {r["device_id"]: r["expires_at"] for r in rows}
+
+    def save_device_health(self, health: DeviceHealth) -> DeviceHealth | None:
+        """Keep the device's latest self-test; returns the report it replaces, if any."""
+        with self.transaction():
+            previous = self.get_device_health(health.device_id)
+            try:
+                self._write(
+                    "INSERT INTO device_health (device_id, camera, microphone, app_build, at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
+                    " camera = excluded.camera, microphone = excluded.microphone,"
+                    " app_build = excluded.app_build, at = excluded.at",
+                    (
+                        health.device_id,
+                        health.camera,
+                        health.microphone,
+                        health.app_build,
+                        health.at,
+                    ),
+                )
+            except sqlite3.IntegrityError as err:
+                raise _integrity(err, "device health", health.device_id) from err
+        return previous
+
+    def get_device_health(self, device_id: str) -> DeviceHealth | None:
+        """The device's latest self-test report, or None if it never sent one."""
+        row = self._one("SELECT * FROM device_health WHERE device_id = ?", (device_id,))
+        return None if row is None else _record(DeviceHealth, row)
+
+    def list_device_health(self) -> dict[str, DeviceHealth]:
+        """Every device's latest self-test report, by device id."""
+        return {
+            r["device_id"]: _record(DeviceHealth, r)
+            for r in self._all("SELECT * FROM device_health")
+        }
+
     # -- sessions ----------------------------------------------------------------
 
     def create_session(self, account_id: str, ttl_s: float) -> str:
@@ -544,6 +651,18 @@ class MetadataStore:
             )
         return case
 
+    def cases_for(self, case_ids: Collection[str]) -> dict[str, Case]:
+        """These cases by id (unknown ids left out)."""
+        ids_ = list(dict.fromkeys(case_ids))
+        found: dict[str, Case] = {}
+        for start in range(0, len(ids_), _IN_CHUNK):
+            chunk = ids_[start : start + _IN_CHUNK]
+            for row in self._all(
+                f"SELECT * FROM cases WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+            ):
+                found[row["id"]] = _record(Case, row)
+        return found
+
     def get_case(self, case_id: str) -> Case:
         """The case with this id; raises NotFound."""
         row = self._one("SELECT * FROM cases WHERE id = ?", (case_id,))
@@ -635,17 +754,29 @@ class MetadataStore:
         caller_account_id: str | None = None,
         participant_principal_id: str | None = None,
         training_only: bool = False,
+        states: Collection[str] | None = None,
+        case_id: str | None = None,
         limit: int = 200,
     ) -> list[CallRecord]:
         """Calls newest first; the filters given combine with AND.
 
         `participant_principal_id` matches calls where that principal has a
-        participant row or was invited (as the expert).
+        participant row or was invited (as the expert); `states` keeps calls in one of
+        those states.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
         where: list[str] = []
         params: list[Any] = []
+        if states is not None:
+            unknown = set(states) - CALL_STATES
+            if unknown:
+                raise ValueError(f"unknown call states {sorted(unknown)}")
+            where.append(f"c.state IN ({', '.join('?' * len(states))})" if states else "0")
+            params += list(states)
+        if case_id is not None:
+            where.append("c.case_id = ?")
+            params.append(case_id)
         if caller_device_id is not None:
             where.append("c.caller_device_id = ?")
             params.append(caller_device_id)
@@ -669,6 +800,20 @@ class MetadataStore:
             params + [int(limit)],
         )
         return [_call(r) for r in rows]
+
+    def recent_handle_times_ms(self, limit: int = 20) -> list[int]:
+        """How long the last `limit` answered calls lasted from answer to end, newest first.
+
+        Calls a restart interrupted are left out (their end is the restart, not the call's).
+        """
+        rows = self._all(
+            "SELECT ended_at - answered_at AS handled FROM calls"
+            " WHERE answered_at IS NOT NULL AND ended_at IS NOT NULL AND state = 'ended'"
+            " AND COALESCE(end_reason, '') <> 'interrupted'"
+            " ORDER BY ended_at DESC LIMIT ?",
+            (int(limit),),
+        )
+        return [max(0, int(r["handled"])) for r in rows]
 
     def open_calls(self) -> list[CallRecord]:
         """Calls not yet ended, oldest first (for recovery after a restart)."""
@@ -792,6 +937,118 @@ class MetadataStore:
             "SELECT * FROM participants WHERE call_id = ? ORDER BY joined_at, id", (call_id,)
         )
         return [_record(ParticipantRecord, r) for r in rows]
+
+    # -- ratings, outcomes, bookmarks ---------------------------------------------
+
+    def _by_call(self, table: str, call_ids: Collection[str]) -> list[sqlite3.Row]:
+        ids_ = list(dict.fromkeys(call_ids))
+        rows: list[sqlite3.Row] = []
+        for start in range(0, len(ids_), _IN_CHUNK):
+            chunk = ids_[start : start + _IN_CHUNK]
+            rows += self._all(
+                f"SELECT * FROM {table} WHERE call_id IN ({', '.join('?' * len(chunk))})", chunk
+            )
+        return rows
+
+    def add_rating(self, rating: Rating) -> None:
+        """Store the call's rating; Conflict if it was rated already, NotFound for a bad call."""
+        try:
+            self._write(
+                "INSERT INTO call_ratings (call_id, stars, comment, device_id, account_id, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    rating.call_id,
+                    rating.stars,
+                    rating.comment,
+                    rating.device_id,
+                    rating.account_id,
+                    rating.at,
+                ),
+            )
+        except sqlite3.IntegrityError as err:
+            raise _integrity(err, "rating", rating.call_id) from err
+
+    def get_rating(self, call_id: str) -> Rating | None:
+        return self.ratings_for([call_id]).get(call_id)
+
+    def ratings_for(self, call_ids: Collection[str]) -> dict[str, Rating]:
+        """The ratings of these calls, by call id (unrated calls left out)."""
+        return {r["call_id"]: _record(Rating, r) for r in self._by_call("call_ratings", call_ids)}
+
+    def set_outcome(self, outcome: Outcome) -> Outcome | None:
+        """Record the outcome on the call and, if it has one, on its case (latest wins).
+
+        Returns the call's previous outcome, if any.
+        """
+        values = (
+            outcome.call_id,
+            outcome.case_id,
+            outcome.outcome,
+            outcome.summary,
+            outcome.expert_id,
+            outcome.at,
+        )
+        with self.transaction():
+            previous = self.get_outcome(outcome.call_id)
+            try:
+                self._write(
+                    "INSERT INTO call_outcomes (call_id, case_id, outcome, summary, expert_id, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (call_id) DO UPDATE SET"
+                    " case_id = excluded.case_id, outcome = excluded.outcome,"
+                    " summary = excluded.summary, expert_id = excluded.expert_id,"
+                    " at = excluded.at",
+                    values,
+                )
+                if outcome.case_id is not None:
+                    self._write(
+                        "INSERT INTO case_outcomes (call_id, case_id, outcome, summary,"
+                        " expert_id, at) VALUES (?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (case_id) DO UPDATE SET call_id = excluded.call_id,"
+                        " outcome = excluded.outcome, summary = excluded.summary,"
+                        " expert_id = excluded.expert_id, at = excluded.at",
+                        values,
+                    )
+            except sqlite3.IntegrityError as err:
+                raise _integrity(err, "outcome", outcome.call_id) from err
+        return previous
+
+    def get_outcome(self, call_id: str) -> Outcome | None:
+        """The call's latest outcome, or None."""
+        return self.outcomes_for([call_id]).get(call_id)
+
+    def outcomes_for(self, call_ids: Collection[str]) -> dict[str, Outcome]:
+        """The latest outcomes of these calls, by call id."""
+        return {r["call_id"]: _record(Outcome, r) for r in self._by_call("call_outcomes", call_ids)}
+
+    def get_case_outcome(self, case_id: str) -> Outcome | None:
+        """The latest outcome recorded on any call of the case, or None."""
+        row = self._one("SELECT * FROM case_outcomes WHERE case_id = ?", (case_id,))
+        return None if row is None else _record(Outcome, row)
+
+    def add_bookmark(self, bookmark: Bookmark) -> None:
+        """Store a bookmark; NotFound for an unknown call or expert."""
+        try:
+            self._write(
+                "INSERT INTO call_bookmarks (id, call_id, expert_id, at, offset_ms, note)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    bookmark.id,
+                    bookmark.call_id,
+                    bookmark.expert_id,
+                    bookmark.at,
+                    bookmark.offset_ms,
+                    bookmark.note,
+                ),
+            )
+        except sqlite3.IntegrityError as err:
+            raise _integrity(err, "bookmark", bookmark.id) from err
+
+    def list_bookmarks(self, call_id: str) -> list[Bookmark]:
+        """A call's bookmarks in time order."""
+        rows = self._all(
+            "SELECT * FROM call_bookmarks WHERE call_id = ? ORDER BY at, id", (call_id,)
+        )
+        return [_record(Bookmark, r) for r in rows]
 
     # -- consent and recordings --------------------------------------------------
 

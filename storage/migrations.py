@@ -319,10 +319,86 @@ def _v3_recordings(conn: sqlite3.Connection) -> None:
         )
 
 
+def _v4_devices_and_call_results(conn: sqlite3.Connection) -> None:
+    # Enrolment codes are one per device (a new one replaces the unused old one) and stored
+    # as SHA-256 only; a redeemed code is deleted. Outcomes keep the latest per call and per
+    # case here; their history is in call_events (kind 'outcome').
+    _run(
+        conn,
+        [
+            """
+            CREATE TABLE enrolment_codes (
+                device_id TEXT NOT NULL PRIMARY KEY REFERENCES devices (id),
+                code_hash TEXT NOT NULL UNIQUE,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE device_health (
+                device_id TEXT NOT NULL PRIMARY KEY REFERENCES devices (id),
+                camera TEXT NOT NULL,
+                microphone TEXT NOT NULL,
+                app_build TEXT NOT NULL,
+                at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE call_ratings (
+                call_id TEXT NOT NULL PRIMARY KEY REFERENCES calls (id),
+                stars INTEGER NOT NULL CHECK (stars BETWEEN 1 AND 5),
+                comment TEXT,
+                device_id TEXT NOT NULL REFERENCES devices (id),
+                account_id TEXT REFERENCES accounts (id),
+                at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE call_outcomes (
+                call_id TEXT NOT NULL PRIMARY KEY REFERENCES calls (id),
+                case_id TEXT REFERENCES cases (id),
+                outcome TEXT NOT NULL,
+                summary TEXT NOT NULL,
+                expert_id TEXT NOT NULL REFERENCES accounts (id),
+                at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE case_outcomes (
+                case_id TEXT NOT NULL PRIMARY KEY REFERENCES cases (id),
+                call_id TEXT NOT NULL REFERENCES calls (id),
+                outcome TEXT NOT NULL,
+                summary TEXT NOT NULL,
+                expert_id TEXT NOT NULL REFERENCES accounts (id),
+                at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE call_bookmarks (
+                id TEXT NOT NULL PRIMARY KEY,
+                call_id TEXT NOT NULL REFERENCES calls (id),
+                expert_id TEXT NOT NULL REFERENCES accounts (id),
+                at INTEGER NOT NULL,
+                offset_ms INTEGER NOT NULL,
+                note TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX call_bookmarks_by_call ON call_bookmarks (call_id, at)",
+            # The queue's wait estimate reads the handle times of the last answered calls.
+            "CREATE INDEX calls_answered_by_end ON calls (ended_at) WHERE answered_at IS NOT NULL",
+        ],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _v1_initial),
     Migration(2, "media statistics per participant", _v2_media_stats),
     Migration(3, "consent, notice texts and the recordings index", _v3_recordings),
+    Migration(
+        4,
+        "device enrolment and health, call ratings, outcomes and bookmarks",
+        _v4_devices_and_call_results,
+    ),
 )
 
 

@@ -15,9 +15,13 @@ CALL_STATES = frozenset({"launching", "ringing", "queued", "active", "ended"})
 INVITATION_STATES = frozenset({"ringing", "accepted", "declined", "timed_out", "cancelled"})
 PARTICIPANT_STATES = frozenset({"joining", "connected", "reconnecting", "dropped", "left"})
 PRINCIPAL_KINDS = frozenset({"device", "account", "guest"})
-CALL_EVENT_KINDS = frozenset({"call", "invitation", "participant"})
+CALL_EVENT_KINDS = frozenset({"call", "invitation", "participant", "outcome"})
 RECORDING_STATUSES = frozenset({"recording", "complete", "interrupted"})
 RECORDING_OBJECT_KINDS = frozenset({"segment", "link", "signature", "manifest", "replay"})
+# A device's camera or microphone self-test result.
+DEVICE_CHECK_RESULTS = frozenset({"ok", "denied", "missing", "error"})
+# How a mediation ended, as the expert records it.
+OUTCOMES = frozenset({"settled", "partly_settled", "not_settled", "referred"})
 
 
 def _check(name: str, value: object, allowed: frozenset[str]) -> None:
@@ -271,3 +275,68 @@ class RecordingObject:
 
     def __post_init__(self) -> None:
         _check("recording object kind", self.kind, RECORDING_OBJECT_KINDS)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    """A kiosk's or station's last camera and microphone self-test, with its app build."""
+
+    device_id: str
+    camera: str
+    microphone: str
+    app_build: str
+    at: int
+
+    def __post_init__(self) -> None:
+        _check("camera result", self.camera, DEVICE_CHECK_RESULTS)
+        _check("microphone result", self.microphone, DEVICE_CHECK_RESULTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """The caller's rating of an ended call (one per call): 1 to 5 stars, optional comment."""
+
+    call_id: str
+    stars: int
+    comment: str | None
+    device_id: str
+    account_id: str | None
+    at: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stars, bool) or not 1 <= self.stars <= 5:
+            raise ValueError(f"stars must be from 1 to 5, got {self.stars!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The outcome an expert recorded for a call (and its case); the latest one wins."""
+
+    call_id: str
+    case_id: str | None
+    outcome: str
+    summary: str
+    expert_id: str
+    at: int
+
+    def __post_init__(self) -> None:
+        _check("outcome", self.outcome, OUTCOMES)
+
+
+@dataclass(frozen=True, slots=True)
+class Bookmark:
+    """A time-stamped note an expert set during an active call (for training).
+
+    `offset_ms` is the time since the call was answered.
+    """
+
+    id: str
+    call_id: str
+    expert_id: str
+    at: int
+    offset_ms: int
+    note: str
+
+    def __post_init__(self) -> None:
+        if self.offset_ms < 0:
+            raise ValueError(f"offset_ms must not be negative, got {self.offset_ms}")

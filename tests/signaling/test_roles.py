@@ -34,6 +34,12 @@ WS_MATRIX = {
     "media.answer": ("Y", "Y", "Y", "-", "-", "-"),
     "media.candidate": ("Y", "Y", "Y", "-", "-", "-"),
     "media.state": ("Y", "Y", "Y", "-", "-", "-"),
+    # kiosk and station devices report their self-test (kiosk health) and rate their calls;
+    # experts set bookmarks and record the outcome (issue 6).
+    "device.health": ("Y", "Y", "-", "-", "-", "-"),
+    "call.rate": ("Y", "Y", "-", "-", "-", "-"),
+    "call.outcome": ("-", "-", "Y", "-", "-", "-"),
+    "call.bookmark": ("-", "-", "Y", "-", "-", "-"),
 }
 
 # HTTP requests: (method, path, body).
@@ -48,6 +54,10 @@ HTTP_MATRIX = {
     ("PUT", "/api/admin/dispute-types/pets"): ("-", "-", "-", "-", "-", "Y"),
     ("GET", "/api/audit"): ("-", "-", "-", "-", "Y", "-"),
     ("GET", "/api/admin/warnings"): ("-", "-", "-", "-", "-", "Y"),
+    # the recording notice is read on the consent screen (and by anyone who may see it);
+    # the admin enrols devices.
+    ("GET", "/api/notice?language=en"): ("Y", "Y", "Y", "Y", "Y", "Y"),
+    ("POST", "/api/admin/devices/{kiosk_id}/enrolment"): ("-", "-", "-", "-", "-", "Y"),
 }
 
 
@@ -58,10 +68,11 @@ class World:
         self.service = service
         self.clients = {}
         self.tokens = {}
+        self.ids = {}
 
     async def setup(self):
         s = self.service
-        _, kiosk_token = s.add_device("kiosk")
+        self.ids["kiosk_id"], kiosk_token = s.add_device("kiosk")
         _, station_token = s.add_device("station")
         s.add_person("officer", "station_officer")
         officer = await s.login("officer")
@@ -146,6 +157,18 @@ async def allowed_case(world: World, role: str, request: str) -> dict:
         caller = role if role in ("kiosk", "station") else "kiosk"
         call_id = await world.active_call(caller)
         return await me.request("call.leave", call_id=call_id)
+    if request == "device.health":
+        return await me.request("device.health", camera="ok", microphone="ok", app_build="t")
+    if request == "call.rate":
+        call_id = await world.active_call(role)
+        await me.request("call.leave", call_id=call_id)
+        return await me.request("call.rate", call_id=call_id, stars=5)
+    if request == "call.outcome":
+        call_id = await world.active_call("kiosk")
+        return await me.request("call.outcome", call_id=call_id, outcome="settled", summary="")
+    if request == "call.bookmark":
+        call_id = await world.active_call("kiosk")
+        return await me.request("call.bookmark", call_id=call_id, note="here")
     if request.startswith("media."):
         return await media_case(world, role, request)
     raise AssertionError(request)
@@ -193,6 +216,10 @@ FORBIDDEN_PAYLOADS = {
     "media.answer": {"call_id": "x", "sdp": "v=0", "offer_id": 1},
     "media.candidate": {"call_id": "x", "candidate": ""},
     "media.state": {"call_id": "x", "audio": True, "video": True},
+    "device.health": {"camera": "ok", "microphone": "ok", "app_build": "t"},
+    "call.rate": {"call_id": "x", "stars": 5},
+    "call.outcome": {"call_id": "x", "outcome": "settled", "summary": ""},
+    "call.bookmark": {"call_id": "x"},
 }
 
 WS_CELLS = [
@@ -223,7 +250,9 @@ HTTP_CELLS = [
 @pytest.mark.parametrize(("method", "path", "role", "allowed"), HTTP_CELLS)
 async def test_http_role_matrix(world, method, path, role, allowed):
     body = {"name_zh": "宠物纠纷", "name_en": "Pets"} if method == "PUT" else None
-    status, reply = await world.service.http(method, path, token=world.tokens[role], json=body)
+    status, reply = await world.service.http(
+        method, path.format(**world.ids), token=world.tokens[role], json=body
+    )
     if allowed:
         assert status == 200, reply
     else:
