@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from recorder.chain_writer import Appended, ChainWriter
+from recorder.chain_writer import Appended, ChainWriter, file_digest
 from recorder.evidence import segment_key, utc_iso
 from recorder.segmenter import EXTENSIONS, FrameAssembler, RtpClock, Segmenter, SegmentInfo
 
@@ -92,16 +92,6 @@ class _Batch:
     committed: list[Committed] = field(default_factory=list)
     gaps: list[dict[str, Any]] = field(default_factory=list)
     want_key_frame: bool = False
-
-
-def sha256_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 class ParticipantRecorder:
@@ -259,7 +249,7 @@ class ParticipantRecorder:
 
     def _commit_segment(self, info: SegmentInfo) -> Committed:
         self.segments += 1
-        size, digest = sha256_file(info.path)
+        size, digest = file_digest(info.path)
         key = segment_key(self.call.prefix, self.participant_id, info.index, info.path.suffix[1:])
         gaps = [{k: v for k, v in g.items() if k != "participant"} for g in self.pending_gaps]
         self.pending_gaps = []

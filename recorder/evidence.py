@@ -44,6 +44,7 @@ __all__ = [
     "manifest_key",
     "manifest_problems",
     "parse_link",
+    "parse_replay_key",
     "parse_segment_key",
     "parse_utc",
     "replay_key",
@@ -287,6 +288,17 @@ def parse_segment_key(prefix: str, key: str) -> tuple[str, int] | None:
         return None
     n = int(match.group(1))
     return (parts[0], n) if segment_key(prefix, parts[0], n, match.group(2)) == key else None
+
+
+def parse_replay_key(prefix: str, key: str) -> str | None:
+    """The participant id of a replay key under `prefix`, or None if it is not one."""
+    head = f"{_check_prefix(prefix)}replay/"
+    if not key.startswith(head):
+        return None
+    participant_id, _, ext = key[len(head) :].rpartition(".")
+    if not _ID_RE.fullmatch(participant_id) or ext not in REPLAY_EXTENSIONS:
+        return None
+    return participant_id
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from recorder.chain_writer import ChainWriter
+from recorder.chain_writer import ChainWriter, file_digest
 from recorder.replay import remux_segments
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,6 @@ def read_chain(chain_dir: Path) -> ChainContents:
     return ChainContents(segments, list(tracks.values()), count)
 
 
-def _hash_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
 def build_replays(
     workdir: Path, prefix: str, contents: ChainContents, spool: SpoolLike
 ) -> list[dict[str, Any]]:
@@ -100,7 +90,7 @@ def build_replays(
         out.parent.mkdir(parents=True, exist_ok=True)
         info = remux_segments(paths, out, codec)
         key = f"{prefix}replay/{out.name}"
-        size, digest = _hash_file(out)
+        size, digest = file_digest(out)
         assert size == info.size and digest == info.sha256
         spool.commit_file(key, out)
         replays.append(

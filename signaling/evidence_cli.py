@@ -12,7 +12,7 @@ from recorder.export import ExportError, export_call
 from recorder.keyring import KeyRing, TrustedKeys
 from recorder.verify import FolderSource, Source, VerifyReport, verify
 from signaling.config import Settings
-from signaling.recording_hub import make_object_store, object_kind
+from signaling.recording_hub import make_object_store, object_kind, participant_of
 from storage import MetadataStore, ObjectStore, Recording, RecordingObject
 from storage import errors as storage_errors
 
@@ -169,12 +169,11 @@ def reindex(objects: ObjectStore, store: MetadataStore) -> list[str]:
                 store.insert_recording(row)
             for key in keys:
                 info = objects.stat(key)
-                parsed = evidence.parse_segment_key(prefix, key)
                 store.upsert_recording_object(
                     RecordingObject(
                         key,
                         call_id,
-                        parsed[0] if parsed else None,
+                        participant_of(prefix, key),
                         object_kind(key),
                         info.size,
                         info.sha256 or "",

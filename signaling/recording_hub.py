@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from recorder.call_recorder import CallRecorder, Committed, RecorderSettings
 from recorder.chain_writer import ChainWriter
-from recorder.evidence import call_prefix, utc_iso
+from recorder.evidence import call_prefix, parse_replay_key, parse_segment_key, utc_iso
 from recorder.finalize import finalize, recommit_closed
 from recorder.keyring import KeyRing
 from recorder.spool import Spool
@@ -78,6 +78,12 @@ def object_kind(key: str) -> str:
     if "/replay/" in key:
         return "replay"
     return "segment"
+
+
+def participant_of(prefix: str, key: str) -> str | None:
+    """The participant whose segment or replay file `key` (under `prefix`) is, else None."""
+    parsed = parse_segment_key(prefix, key)
+    return parsed[0] if parsed else parse_replay_key(prefix, key)
 
 
 def call_id_of(key: str) -> str | None:
@@ -399,8 +405,25 @@ class CallRecordingHub:
     def _index(
         self, call_id: str, key: str, participant_id: str | None, size: int, sha256: str
     ) -> None:
-        self.hub.store.upsert_recording_object(
-            RecordingObject(key, call_id, participant_id, object_kind(key), size, sha256)
+        """Index a committed object, keeping what the uploader already recorded of the same
+        bytes: the spool takes a file before it is indexed (finalize spools the replay files
+        while it still works), so its upload may be indexed first."""
+        store = self.hub.store
+        retain_until = uploaded_at = None
+        old = store.get_recording_object(key)
+        if old is not None and (old.size, old.sha256) == (size, sha256):
+            retain_until, uploaded_at = old.retain_until, old.uploaded_at
+        store.upsert_recording_object(
+            RecordingObject(
+                key,
+                call_id,
+                participant_id,
+                object_kind(key),
+                size,
+                sha256,
+                retain_until,
+                uploaded_at,
+            )
         )
 
     def _retention(self, key: str) -> tuple[datetime | None, str]:
@@ -412,15 +435,15 @@ class CallRecordingHub:
         if call_id is None:
             return
         store = self.hub.store
-        existing = {o.key: o for o in store.list_recording_objects(call_id)}
-        obj = existing.get(key)
+        obj = store.get_recording_object(key)
+        prefix = "/".join(key.split("/")[:4]) + "/"  # calls/YYYY/MM/<call_id>/
         retain = int(info.retain_until.timestamp() * 1000) if info.retain_until else None
         try:
             store.upsert_recording_object(
                 RecordingObject(
                     key,
                     call_id,
-                    obj.participant_id if obj else None,
+                    obj.participant_id if obj else participant_of(prefix, key),
                     object_kind(key),
                     info.size,
                     info.sha256 or (obj.sha256 if obj else ""),

@@ -1192,6 +1192,10 @@ class MetadataStore:
         except sqlite3.IntegrityError as err:
             raise _integrity(err, "recording object", obj.key) from err
 
+    def get_recording_object(self, key: str) -> RecordingObject | None:
+        row = self._one("SELECT * FROM recording_objects WHERE key = ?", (key,))
+        return None if row is None else _record(RecordingObject, row)
+
     def list_recording_objects(self, call_id: str) -> list[RecordingObject]:
         rows = self._all(
             "SELECT * FROM recording_objects WHERE call_id = ? ORDER BY key", (call_id,)
