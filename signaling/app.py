@@ -57,10 +57,49 @@ def create_app(settings: Settings, *, password_hasher: Any = None) -> web.Applic
     app.router.add_get("/ws", ws)
     add_routes(app)
     if WEB_DIR.is_dir():
-
-        async def index(request: web.Request) -> web.FileResponse:
-            return web.FileResponse(WEB_DIR / "index.html")
-
-        app.router.add_get("/", index)
-        app.router.add_static("/web/", WEB_DIR)
+        app.router.add_get("/", web_index)
+        app.router.add_get("/web/{path:.+}", web_file)
     return app
+
+
+# The pages are ES modules: browsers refuse a module served with another type, so the type
+# comes from this table, not from the host's mime database.
+WEB_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".wav": "audio/wav",
+}
+
+
+def _web_response(path: Path) -> web.FileResponse:
+    # no-cache: kiosks revalidate (ETag/Last-Modified) and pick up a new release at reload.
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": WEB_TYPES[path.suffix],
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+async def web_index(request: web.Request) -> web.FileResponse:
+    return _web_response(WEB_DIR / "index.html")
+
+
+async def web_file(request: web.Request) -> web.FileResponse:
+    """A file under web/ with a known type; anything else (or outside web/) is 404."""
+    path = (WEB_DIR / request.match_info["path"]).resolve()
+    if (
+        not path.is_relative_to(WEB_DIR)
+        or path.suffix not in WEB_TYPES
+        or not path.is_file()
+        or any(part.startswith(".") for part in path.relative_to(WEB_DIR).parts)
+    ):
+        raise web.HTTPNotFound()
+    return _web_response(path)
