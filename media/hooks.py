@@ -242,6 +242,18 @@ def keep_negotiated_codecs(transceiver: RTCRtpTransceiver) -> None:
     )
 
 
+def offer_without_header_extensions(transceiver: RTCRtpTransceiver) -> None:
+    """A section the server adds to send media: offer it with no header extensions.
+
+    aiortc would offer its default extension ids (mid=1, audio-level=2…), which collide in
+    the BUNDLE group with the ids the browser chose for its own sections (Chromium refuses
+    the offer: "codec collision for header extension id=1"). The relay strips header
+    extensions from forwarded packets anyway, and receivers demultiplex by SSRC.
+    """
+    _install_codec_keeper()
+    transceiver._relay_no_extensions = True  # type: ignore[attr-defined]
+
+
 _codec_keeper_installed = False
 
 
@@ -260,6 +272,8 @@ def _install_codec_keeper() -> None:
         if kept is not None:
             transceiver._codecs = list(kept[0])
             transceiver._headerExtensions = list(kept[1])
+        if getattr(transceiver, "_relay_no_extensions", False):
+            transceiver._headerExtensions = []
         return original(transceiver, *args, **kwargs)
 
     pc_module.create_media_description_for_transceiver = create_media_description_for_transceiver

@@ -648,6 +648,7 @@ class Peer:
             track = hooks.IdleTrack(source.kind)
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             self.call.prefer_codecs(transceiver)
+            hooks.offer_without_header_extensions(transceiver)
             slot = Slot(transceiver, track)
             self.slots.append(slot)
             # One wrapper per section, whichever stream it carries now.

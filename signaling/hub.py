@@ -591,9 +591,10 @@ class Hub:
                 call = self.dispatcher.leave(principal.id, p["call_id"])
             else:  # pragma: no cover - permissions table and REQUESTS agree
                 raise BadRequest(f"unhandled request type {request.type}")
-            return {"call": self.call_view(call)}
         finally:
             self.apply_effects()
+        # The view after the effects: e.g. an accepted call already shows recording "on".
+        return {"call": self.call_view(call)}
 
     def _launch(self, principal: Principal, p: dict[str, Any]) -> dict[str, Any]:
         try:

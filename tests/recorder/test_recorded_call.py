@@ -27,6 +27,7 @@ async def recorded_call(service, **launch):
     call_id = launched["call"]["id"]
     ring = await expert.next_event("call.ring")
     accepted = await expert.request("call.accept", invitation_id=ring["payload"]["invitation_id"])
+    assert accepted["call"]["recording"] == "on"  # the answer already shows the indicator
     ids = {p["role"]: p["id"] for p in accepted["call"]["participants"]}
     return call_id, kiosk, expert, ids
 

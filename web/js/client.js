@@ -336,7 +336,6 @@ export class CallMedia extends EventTarget {
     this.chain = Promise.resolve(); // negotiations run one at a time
     this.lastOfferId = 0;
     this.lastAnswer = null; // {offerId, sdp, acknowledged}
-    this.ownMids = new Set(); // the sections of our first offer (we send on them)
     this.joined = false; // media.join sent for the current peer connection
     this.candidates = []; // gathered before media.join went out
     this.audioEnabled = true;
@@ -452,7 +451,6 @@ export class CallMedia extends EventTarget {
     const result = await joining;
     if (pc !== this.pc) return;
     this.participantId = result.participant_id;
-    this.ownMids = new Set(pc.getTransceivers().map((t) => t.mid).filter((mid) => mid != null));
     this.firstOfferSdp = pc.localDescription.sdp; // for diagnostics
     this.lastRemoteSdp = result.sdp;
     await pc.setRemoteDescription({ type: "answer", sdp: result.sdp });
@@ -475,7 +473,7 @@ export class CallMedia extends EventTarget {
     this.lastOfferId = payload.offer_id;
     this.trackMap = new Map((payload.tracks || []).map((t) => [t.mid, t.participant_id]));
     this.lastRemoteSdp = payload.sdp; // for diagnostics
-    await pc.setRemoteDescription({ type: "offer", sdp: declineServerExtensions(payload.sdp, this.ownMids) });
+    await pc.setRemoteDescription({ type: "offer", sdp: payload.sdp });
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     this.lastAnswer = { offerId: payload.offer_id, sdp: pc.localDescription.sdp, acknowledged: false };
@@ -559,32 +557,6 @@ export class CallMedia extends EventTarget {
     this.pc = null;
     this.remote = new Map();
   }
-}
-
-/**
- * Interop with the server's aiortc: the sections the server adds to send us the others' media
- * carry aiortc's default header-extension ids (sdes:mid = 1, ssrc-audio-level = 2,
- * abs-send-time = 3), chosen per section, while our own sections keep the ids of our first
- * offer (Chromium: ssrc-audio-level = 1, abs-send-time = 2, sdes:mid = 4). Inside one BUNDLE
- * group an id must mean the same everywhere, so Chromium refuses the whole offer ("A BUNDLE
- * group contains a codec collision for header extension id=1"). The relay forwards packets
- * without header extensions anyway, so we decline the extensions on the server's sections by
- * leaving them out of the offer we apply; our answer is then also a valid answer to the
- * offer as sent. (docs/web.md, "Interop with the server's WebRTC")
- */
-export function declineServerExtensions(sdp, ownMids) {
-  const sections = sdp.split(/\r\n(?=m=)/);
-  return sections
-    .map((section, i) => {
-      if (i === 0) return section;
-      const mid = (section.match(/\r\na=mid:(\S+)/) || [])[1];
-      if (mid === undefined || ownMids.has(mid)) return section;
-      return section
-        .split("\r\n")
-        .filter((line) => !line.startsWith("a=extmap:"))
-        .join("\r\n");
-    })
-    .join("\r\n");
 }
 
 // --- HTTP ----------------------------------------------------------------------------------
