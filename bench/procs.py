@@ -14,7 +14,8 @@ class ManagedProcess:
     """Runs `command`; ready when a line of its stdout or stderr contains `ready_marker`.
 
     Output lines are kept (the first 5,000 of each stream) for the report. `started`
-    and `stopped` are called with the pid, e.g. to track processes for clean-up.
+    and `stopped` are called with the pid, e.g. to track processes for clean-up;
+    `on_line` with every output line (both streams, all of them) as it is read.
     """
 
     def __init__(
@@ -26,6 +27,7 @@ class ManagedProcess:
         *,
         started: Callable[[int], None] | None = None,
         stopped: Callable[[int], None] | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.command = command
@@ -33,6 +35,7 @@ class ManagedProcess:
         self.ready_marker = ready_marker
         self._started = started
         self._stopped = stopped
+        self._on_line = on_line
         self.proc: asyncio.subprocess.Process | None = None
         self.stdout: list[str] = []
         self.stderr: list[str] = []
@@ -88,6 +91,8 @@ class ManagedProcess:
                 lines.append(line)
             if self.ready_marker in line and self._ready and not self._ready.done():
                 self._ready.set_result(line)
+            if self._on_line is not None:
+                self._on_line(line)
 
     async def stop(self, timeout: float) -> tuple[int | None, str]:
         """SIGTERM and wait; SIGKILL if it has not exited in `timeout` seconds."""

@@ -10,6 +10,8 @@ in the server namespace, starts load-peer processes (`bench/relay_peer.py`) in t
 namespace, sets up N concurrent 2-party calls, measures a window, stops everything. The
 servers:
 - ours:  `python -m signaling.cli serve` (the project's relay), media on the veth address;
+         calls launched without recording consent (kiosk_without_consent=unrecorded),
+         so they are relayed, not recorded (bench/recording.py measures recording);
 - naive: `bench/naive_relay.py` (aiortc decode -> MediaRelay -> encode);
 - janus: Debian's `janus` with the videoroom plugin and its HTTP API, config in a temp copy.
 Each side publishes a pre-encoded 640x480 VP8 clip at ~1 Mbit/s and an Opus tone;
@@ -75,6 +77,9 @@ OUR_SETTINGS = {
     "rate_limit_per_s": "1000",
     "rate_limit_burst": "2000",
     "rate_limit_close_after": "100000",
+    # Relay only: the load peers launch without recording consent (compared with Janus,
+    # which records nothing); bench/recording.py measures what recording adds.
+    "kiosk_without_consent": "unrecorded",
 }
 STARTED_PIDS: set[int] = set()  # every process this bench started, for the last-resort kill
 
@@ -312,7 +317,9 @@ def make_target(
             ServerProcess("ours", net.wrap(command, "srv"), env, "mediation: serving on"),
             url=f"ws://{SRV_ADDR}:{port}/ws",
             metrics_url=f"http://{SRV_ADDR}:{port}/metrics",
-            setup_fields=[{"device_token": d, "expert_token": e} for d, e in pairs],
+            setup_fields=[
+                {"device_token": d, "expert_token": e, "consent_evidence": False} for d, e in pairs
+            ],
             note="settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
         )
     if kind == "naive":

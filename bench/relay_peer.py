@@ -23,9 +23,12 @@ Protocol: one JSON object per line. The parent writes commands on stdin:
     {"cmd": "setup", "call": i, ...backend fields}
     {"cmd": "fetch", "url": ...}          (an HTTP GET from this namespace, e.g. /metrics)
     {"cmd": "report", "t0": monotonic, "t1": monotonic}
+    {"cmd": "hangup", "call": i}           (ours: the kiosk sends `call.leave`)
     {"cmd": "stop"}
 and the worker answers each on stdout (`hello` first, then `ready`, `fetched`, `report`,
-`stopped`). Diagnostics go to stderr.
+`hungup`, `stopped`). Diagnostics go to stderr. For ours, a setup's `consent_evidence`
+(default true) is passed to `call.launch`: true records the call, false needs a server
+with kiosk_without_consent=unrecorded.
 
 Measuring points:
 - publisher: the client DTLS transport's `_send_rtp(data)` is wrapped; the plaintext RTP
@@ -560,8 +563,13 @@ async def setup_ours(
         call.clients.append(expert)
         await expert.request("presence.set", availability="available", timeout=10)
         t["connect"] = mark() - start
+        # With consent the server records the call; without it (relay only) the server must
+        # run with kiosk_without_consent=unrecorded, or it refuses the launch.
         launched = await kiosk.request(
-            "call.launch", consent_evidence=True, dispute_type="family", timeout=10
+            "call.launch",
+            consent_evidence=bool(msg.get("consent_evidence", True)),
+            dispute_type="family",
+            timeout=10,
         )
         call.call_id = call_id = launched["call"]["id"]
         ring = await expert.next_event(
@@ -827,6 +835,32 @@ class Worker:
         except Exception as err:  # noqa: BLE001 - reported to the parent
             self.write({"type": "fetched", "ok": False, "error": repr(err)})
 
+    async def hangup(self, index: int) -> None:
+        """ours: the kiosk (the caller) hangs up with `call.leave`, which ends the call.
+
+        Replies with the monotonic times just before the request was sent and when the
+        server's reply arrived (the parent's clock is the same CLOCK_MONOTONIC).
+        """
+        call = next((c for c in self.calls if c.index == index), None)
+        sent = time.monotonic()
+        error = None
+        try:
+            if call is None or not call.clients or call.call_id is None:
+                raise RuntimeError(f"no call {index} with a signaling client here")
+            await call.clients[0].request("call.leave", call_id=call.call_id, timeout=10)
+        except Exception as err:  # noqa: BLE001 - reported to the parent
+            error = repr(err)
+        self.write(
+            {
+                "type": "hungup",
+                "call": index,
+                "ok": error is None,
+                "error": error,
+                "t_sent": sent,
+                "t_reply": time.monotonic(),
+            }
+        )
+
     def report(self, t0: float, t1: float) -> dict[str, Any]:
         calls = []
         for call in self.calls:
@@ -879,6 +913,8 @@ class Worker:
                     await self.fetch(str(msg["url"]))
                 elif cmd == "report":
                     self.write(self.report(float(msg["t0"]), float(msg["t1"])))
+                elif cmd == "hangup":
+                    await self.hangup(int(msg["call"]))
                 elif cmd == "stop":
                     break
         finally:
