@@ -16,6 +16,7 @@ from __future__ import annotations
 import fractions
 import io
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,52 @@ def vp8_size(frame: bytes) -> tuple[int, int]:
     return width, height
 
 
+@dataclass(frozen=True)
+class _Templates:
+    """Stream parameters (VP8, and Opus with its OpusHead) copied into every segment.
+
+    Made once per process from a tiny file written with real encoders; a segment's
+    streams are then created from these templates, so no encoder is ever opened per
+    segment (that cost ~6 ms of CPU and ~8 MiB each; bench/recording.py).
+    """
+
+    container: Any
+    vp8: Any
+    opus: Any
+
+
+_TEMPLATES: _Templates | None = None
+_TEMPLATES_LOCK = threading.Lock()
+
+
+def _templates() -> _Templates:
+    global _TEMPLATES
+    with _TEMPLATES_LOCK:
+        if _TEMPLATES is None:
+            buf = io.BytesIO()
+            out: Any = av.open(buf, "w", format="webm")
+            video = out.add_stream("libvpx", rate=1000)
+            video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+            audio = out.add_stream("libopus", rate=48000)
+            audio.layout = "stereo"
+            picture = av.VideoFrame(320, 240, "yuv420p")
+            for plane in picture.planes:
+                plane.update(bytes(plane.buffer_size))
+            silence = av.AudioFrame(format="s16", layout="stereo", samples=960)
+            silence.sample_rate = 48000
+            silence.planes[0].update(bytes(silence.planes[0].buffer_size))
+            # One packet each, so that the file can be read back: its parameters are all
+            # that is used (never these packets).
+            for stream, frame in ((video, picture), (audio, silence)):
+                out.mux(stream.encode(frame))
+                out.mux(stream.encode(None))
+            out.close()
+            buf.seek(0)
+            reader: Any = av.open(buf, format="webm")
+            _TEMPLATES = _Templates(reader, reader.streams.video[0], reader.streams.audio[0])
+        return _TEMPLATES
+
+
 class SegmentWriter:
     """One self-contained file by stream copy; timestamps in ms since the call start."""
 
@@ -251,8 +298,8 @@ class SegmentWriter:
             if self.video_codec == "vp8":
                 assert keyframe is not None
                 width, height = self.size or vp8_size(keyframe)
-                video = container.add_stream("libvpx", rate=1000)
-                video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+                video = container.add_stream_from_template(_templates().vp8)
+                video.width, video.height = width, height
                 video.time_base = MS
                 self._video = video
             elif self.video_codec == "h264":
@@ -269,8 +316,7 @@ class SegmentWriter:
                 if self.size:
                     self._video.width, self._video.height = self.size
                 self._video.time_base = MS
-            audio = container.add_stream("libopus", rate=48000)
-            audio.layout = "stereo"
+            audio = container.add_stream_from_template(_templates().opus)
             audio.time_base = MS
             self._audio = audio
             container.start_encoding()
