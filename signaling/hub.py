@@ -435,7 +435,9 @@ class Hub:
                     self._unbind(other, m.CLOSE_REPLACED, "replaced")
                     self._forget(other)
         self._unbind(session, m.CLOSE_REPLACED, "replaced")
-        siblings.add(session)
+        # _forget may have dropped the (then empty) set: look it up again, never add to a
+        # set the hub no longer holds (a reloaded page would get no events).
+        self._by_principal.setdefault(principal.id, set()).add(session)
         if principal.device_id is not None:
             self.store.touch_device(principal.device_id, self.clock.wall_ms())
         if not was_online:

@@ -105,3 +105,22 @@ async def test_the_grace_window_ends_the_call_of_a_caller_who_never_comes_back(m
     assert service.store.get_call(call_id).end_reason == "dropped"
     with pytest.raises(ClientError):
         await expert.request("call.leave", call_id=call_id)
+
+
+async def test_a_reloaded_kiosk_page_without_its_rejoin_token_still_follows_its_call(service):
+    """A page reload opens a new session for the device (no rejoin token) while the old one
+    is within its grace time: the new connection must get the call's events."""
+    expert = await service.expert("amy", specialties=["family"])
+    _, token = service.add_device("kiosk", "reloading kiosk")
+    kiosk = await service.connect(device_token=token)
+    launched = await kiosk.request("call.launch", consent_evidence=True, dispute_type="family")
+    call_id = launched["call"]["id"]
+    ring = await expert.next_event("call.ring")
+    await expert.request("call.accept", invitation_id=ring["payload"]["invitation_id"])
+    kiosk.ws.transport.abort()  # the page goes away without a goodbye
+    reloaded = await service.connect(device_token=token)  # a new page: no rejoin token
+    snapshot = await reloaded.next_event("snapshot")
+    assert [c["id"] for c in snapshot["payload"]["calls"]] == [call_id]
+    await expert.request("call.leave", call_id=call_id)
+    ended = await reloaded.next_event("call.updated", where=lambda p: p["call"]["id"] == call_id)
+    assert ended["payload"]["call"]["state"] == "ended"
