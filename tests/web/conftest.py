@@ -292,3 +292,46 @@ async def service(make_service: Any) -> Service:
 
 
 __all__ = ["PASSWORD", "TONES", "RED", "GREEN", "BLUE", "YELLOW"]
+
+
+# --- more checks on every screenshot (station and admin tests) ---------------------------------
+
+# KEY_LIKE above knows the first pages' prefixes; the station and admin pages add two.
+ANY_KEY_LIKE = re.compile(
+    r"\b(?:common|index|kiosk|expert|call|station|admin)\.[a-z_]+(?:\.[a-z_]+)*\b"
+)
+
+# Every visible control has a name a screen reader can read: its text, a <label>, aria-label or
+# aria-labelledby. Returns the controls without one.
+UNLABELLED_CONTROLS = """() => {
+  const out = [];
+  for (const el of document.querySelectorAll("button, input, select, textarea, a[href]")) {
+    if (el.type === "hidden" || !el.checkVisibility({visibilityProperty: true})) continue;
+    let name = el.getAttribute("aria-label") || "";
+    const by = el.getAttribute("aria-labelledby");
+    if (!name && by) {
+      name = by.split(/\\s+/).map((id) => document.getElementById(id)?.textContent || "").join(" ");
+    }
+    if (!name && el.labels) name = [...el.labels].map((l) => l.textContent).join(" ");
+    if (!name && (el.tagName === "BUTTON" || el.tagName === "A")) name = el.textContent;
+    if (!name.trim()) out.push(el.outerHTML.slice(0, 160));
+  }
+  return out;
+}"""
+
+
+@pytest.fixture
+def checked_shots(shots: Shots) -> Any:
+    """`shots`, plus: no text looks like a station/admin catalogue key, every control is
+    labelled."""
+
+    async def take(page: Page, name: str) -> Path:
+        path = await shots(page, name)
+        texts: list[str] = await page.evaluate("window.__probe.visibleText()")
+        keys = [t for t in texts if ANY_KEY_LIKE.search(t)]
+        assert not keys, f"{name}: catalogue keys shown instead of their text: {keys}"
+        unlabelled = await page.evaluate(UNLABELLED_CONTROLS)
+        assert not unlabelled, f"{name}: controls without a label: {unlabelled}"
+        return path
+
+    return take

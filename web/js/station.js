@@ -1,0 +1,1049 @@
+// The station's mediation room: the station device (set up once with an enrolment code, like a
+// kiosk) plus an officer who signs in. Then: welcome → case (new, or an existing one by its
+// case number) → dispute type → (expert) → parties present and their recording consent →
+// calling → in call (tiles, recording indicator, invite another expert) → rating → welcome.
+// Everything follows the server's call view; after a network drop or a page reload the
+// snapshot puts the page back where the call is (the officer's login is kept for the tab).
+//
+// URL options: #enrol=<code> (the admin's enrolment link or QR code), #token=dev_… (set-up
+// by hand, tests), ?message_s=N (how long a message stays, default 10), ?lang=en.
+
+import * as i18n from "./i18n.js";
+import { api, CallMedia, CLIENT_BUILD, Signaling } from "./client.js";
+import { CallView, MediaProblem, openCamera, stopStream } from "./callview.js";
+import { runSelfTest } from "./selftest.js";
+
+const params = new URLSearchParams(location.search);
+const MESSAGE_MS = Number(params.get("message_s") || 10) * 1000;
+const TOKEN_KEY = "station.device_token";
+const SESSION_KEY = "station.session_token"; // per tab: closing the tab signs the officer out here
+const APP_BUILD = `station-${CLIENT_BUILD}`;
+const OFFICER_ROLE = "station_officer";
+const MIN_PARTIES = 1;
+const MAX_PARTIES = 20;
+const WAITING = new Set(["launching", "ringing", "queued"]);
+const PRESENT = new Set(["joining", "connected", "reconnecting"]);
+const ICONS = new Set(["neighbours", "family", "traffic", "labour", "consumer", "property", "other"]);
+// Screens on which the officer may sign out (not while a call is placed or running).
+// Screens that show the case being worked on in the header.
+const CASE_SCREENS = new Set(["dispute", "expert", "consent", "calling", "call", "rating"]);
+const SIGN_OUT_SCREENS = new Set(["welcome", "case", "dispute", "expert", "consent", "rating", "message"]);
+
+const $ = (id) => document.getElementById(id);
+
+const station = {
+  token: null, // the device token
+  sessionToken: null, // the officer's login
+  principal: null,
+  sig: null,
+  screen: null,
+  disputeTypes: [],
+  experts: [],
+  choice: { case_id: null, case_number: null, dispute_type: null, expert_id: null },
+  parties: 2,
+  notice: null,
+  call: null, // the live call view
+  choiceOffered: null,
+  media: null,
+  localStream: null,
+  caseNumbers: new Map(), // case id -> case number
+  ratingCallId: null,
+  stars: 0,
+  phrases: new Set(),
+  messageTimer: null,
+  selfTested: false,
+  health: null,
+  finished: new Set(), // ids of calls whose end was handled
+  starting: false,
+  ownState: null,
+};
+
+const view = new CallView(
+  {
+    tiles: $("tiles"),
+    waiting: $("waiting-media"),
+    selfVideo: $("self-video"),
+    recording: $("recording"),
+    notices: $("notices"),
+    mute: $("mute"),
+    camera: $("camera"),
+  },
+  { nameOf: participantName },
+);
+
+// --- screens ---------------------------------------------------------------------------------
+
+function show(screen) {
+  for (const section of document.querySelectorAll("main [data-screen]")) {
+    section.hidden = section.dataset.screen !== screen;
+  }
+  if (station.screen !== screen) console.info(`[station] screen ${station.screen} -> ${screen}`);
+  const changed = station.screen !== screen;
+  station.screen = screen;
+  document.body.dataset.screen = screen;
+  clearTimeout(station.messageTimer);
+  $("logout").hidden = !station.sessionToken || !SIGN_OUT_SCREENS.has(screen);
+  renderCaseBadge();
+  if (changed) focusScreen(screen);
+}
+
+/** Keyboard and screen reader users start on the new screen: its first field or heading. */
+function focusScreen(screen) {
+  const section = document.querySelector(`main [data-screen="${screen}"]`);
+  if (!section) return;
+  const target =
+    screen === "login" ? $("username") : screen === "enrol" ? $("enrol-code") : section.querySelector("h1");
+  if (!target) return;
+  if (target.tagName === "H1") target.tabIndex = -1;
+  target.focus({ preventScroll: true });
+}
+
+function message(key, { back = true } = {}) {
+  $("message-text").textContent = i18n.t(key);
+  $("message-text").dataset.key = key;
+  $("message-ok").hidden = !back;
+  show("message");
+  if (back) station.messageTimer = setTimeout(toWelcome, MESSAGE_MS);
+}
+
+function toWelcome() {
+  if (station.call && station.call.state !== "ended") return; // the call decides
+  station.choice = { case_id: null, case_number: null, dispute_type: null, expert_id: null };
+  if (!station.token) show("enrol");
+  else if (!station.sessionToken) show("login");
+  else if (!station.sig) connect();
+  else show("welcome");
+}
+
+function renderCaseBadge() {
+  const badge = $("case-badge");
+  const caseId = station.choice.case_id;
+  const number = caseId ? station.caseNumbers.get(caseId) : null;
+  badge.hidden = !CASE_SCREENS.has(station.screen);
+  badge.textContent = number ? i18n.t("station.case.badge", { number }) : i18n.t("station.case.badge_new");
+  badge.dataset.caseId = caseId || "";
+  badge.dataset.caseNumber = number || "";
+}
+
+function renderWho() {
+  const name = station.principal ? station.principal.display_name : "";
+  $("who").textContent = name;
+  $("signed-in").textContent = name ? i18n.t("station.welcome.signed_in", { name }) : "";
+}
+
+// --- set-up (enrolment) -------------------------------------------------------------------------
+
+async function enrol(code) {
+  $("enrol-submit").disabled = true;
+  $("enrol-error").hidden = true;
+  try {
+    const result = await api("POST", "/api/enrol", { body: { code } });
+    if (result.kind !== "station") {
+      // The code was a kiosk's (and is used up now): this page cannot use its token.
+      throw Object.assign(new Error("not a station"), { code: "wrong_kind" });
+    }
+    storeToken(result.device_token);
+    $("enrol-code").value = "";
+    toWelcome();
+  } catch (err) {
+    console.info("[station] enrolment refused", err.status, err.code);
+    const key =
+      err.code === "wrong_kind"
+        ? "station.enrol.wrong_kind"
+        : err.code === "enrolment_failed"
+          ? "kiosk.enrol.failed"
+          : err.code === "rate_limited"
+            ? "kiosk.enrol.throttled"
+            : "kiosk.enrol.unavailable";
+    showError("enrol-error", key);
+  } finally {
+    $("enrol-submit").disabled = false;
+  }
+}
+
+function storeToken(token) {
+  station.token = token;
+  if (token) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+function showError(id, key) {
+  const el = $(id);
+  el.dataset.key = key;
+  el.textContent = i18n.t(key);
+  el.hidden = false;
+}
+
+// --- the officer ----------------------------------------------------------------------------
+
+async function login(event) {
+  event.preventDefault();
+  $("login-error").hidden = true;
+  try {
+    const { token, account } = await api("POST", "/api/login", {
+      body: { username: $("username").value, password: $("password").value },
+    });
+    if (account.role !== OFFICER_ROLE) {
+      await api("POST", "/api/logout", { token }).catch(() => {});
+      throw Object.assign(new Error("not an officer"), { key: "station.login.not_officer" });
+    }
+    $("password").value = "";
+    setSession(token);
+    connect();
+  } catch (err) {
+    showError("login-error", err.key || "station.login.failed");
+  }
+}
+
+function setSession(token) {
+  station.sessionToken = token;
+  if (token) sessionStorage.setItem(SESSION_KEY, token);
+  else sessionStorage.removeItem(SESSION_KEY);
+}
+
+async function logout() {
+  const token = station.sessionToken;
+  const sig = station.sig;
+  station.sig = null; // our own close is not a refusal
+  if (sig) sig.close();
+  setSession(null);
+  station.principal = null;
+  renderWho();
+  if (token) await api("POST", "/api/logout", { token }).catch(() => {});
+  $("username").value = "";
+  show("login");
+}
+
+/** true: the token still works (with the role, if given); false: refused; null: unknown. */
+async function stillValid(token, role = null) {
+  if (!token) return false;
+  try {
+    const { principal } = await api("GET", "/api/me", { token });
+    return role === null || principal.role === role;
+  } catch (err) {
+    return err.status === 401 ? false : null;
+  }
+}
+
+// --- signaling --------------------------------------------------------------------------------
+
+function connect() {
+  const old = station.sig;
+  station.sig = null; // closing the old connection is not a refusal
+  if (old) old.close();
+  show("starting");
+  const sig = new Signaling({
+    credentials: () => ({ device_token: station.token, session_token: station.sessionToken }),
+    clientBuild: APP_BUILD,
+  });
+  station.sig = sig;
+  window.stationSignaling = sig; // for tests and the console
+  sig.on("status", ({ state, reason }) => {
+    if (sig !== station.sig) return;
+    $("reconnecting").hidden = state !== "reconnecting" || station.screen === "starting";
+    document.body.dataset.signaling = state;
+    if (state === "closed") closedForGood(reason);
+  });
+  sig.on("snapshot", reconcile);
+  sig.on("call.updated", ({ call }) => onCall(call));
+  sig.on("call.queue_position", ({ call_id, position, estimated_wait_s }) => {
+    if (station.call && station.call.id === call_id) {
+      station.call = { ...station.call, queue_position: position, estimated_wait_s };
+      renderCalling();
+    }
+  });
+  sig.on("call.choice_offered", (payload) => {
+    if (station.call && station.call.id === payload.call_id) {
+      station.choiceOffered = payload;
+      renderCalling();
+    }
+  });
+  sig.start().then(
+    (result) => {
+      if (result.principal.role !== "station") {
+        // A kiosk's token set by hand: this page cannot act as a kiosk.
+        station.sig = null;
+        sig.close();
+        storeToken(null);
+        show("enrol");
+        showError("enrol-error", "station.enrol.wrong_kind");
+        return;
+      }
+      station.principal = result.principal;
+      renderWho();
+    },
+    () => {}, // closedForGood handles terminal refusals
+  );
+}
+
+/** The server refused or ended the connection for good: find out which credential went. */
+async function closedForGood(reason) {
+  console.info("[station] signaling closed:", reason);
+  station.sig = null;
+  leaveCall();
+  station.call = null;
+  if (reason === "replaced") return message("station.error.replaced", { back: false });
+  if (reason === "protocol_version_unsupported") return message("station.error.protocol", { back: false });
+  // auth_failed (4001) and revoked (4004) name no credential: ask the server about each.
+  const [device, officer] = await Promise.all([
+    stillValid(station.token),
+    stillValid(station.sessionToken, OFFICER_ROLE),
+  ]);
+  if (device === false) {
+    storeToken(null);
+    if (reason === "revoked") message("station.error.revoked", { back: false });
+    else show("enrol");
+    return;
+  }
+  if (officer !== true) {
+    setSession(null);
+    station.principal = null;
+    renderWho();
+    show("login");
+    showError("login-error", "station.login.expired");
+    return;
+  }
+  message("station.error.unavailable", { back: false });
+}
+
+/** After every (re)authentication: the snapshot holds our live call, if any. */
+function reconcile(snapshot) {
+  const live = (snapshot.calls || []).find((c) => c.state !== "ended");
+  if (live) {
+    onCall(live);
+    return;
+  }
+  // The self-test needs the camera: only when no call has it (the snapshot says so).
+  if (!station.selfTested) selfTest();
+  if (station.call && station.call.state !== "ended") {
+    const ended = station.call; // our call ended while we were away
+    station.call = null;
+    leaveCall();
+    if (ended.answered_at) toRating(ended.id);
+    else toWelcome();
+    return;
+  }
+  if (station.screen === "starting") show("welcome");
+}
+
+/** A call view from a request's result: its events came first and are at least as new. */
+function onResult(call) {
+  if (station.call && station.call.id === call.id) return;
+  onCall(call);
+}
+
+function onCall(call) {
+  if (station.finished.has(call.id)) return; // an end already shown
+  if (station.call && station.call.id !== call.id && call.state === "ended") return; // an old call
+  const before = station.call;
+  station.call = call;
+  station.choice.case_id = call.case_id;
+  loadCaseNumber(call.case_id);
+  if (call.state !== "queued") station.choiceOffered = null;
+  if (WAITING.has(call.state)) {
+    if (station.media) {
+      view.update(call, station.sig.principal.id); // the experts dropped: wait in the call
+    } else {
+      show("calling");
+      renderCalling();
+    }
+  } else if (call.state === "active") {
+    enterCall(call);
+  } else if (call.state === "ended") {
+    station.finished.add(call.id);
+    station.call = null;
+    const wasInCall = !!station.media || (before && before.state === "active");
+    leaveCall();
+    if (call.answered_at || wasInCall) toRating(call.id);
+    else if (call.end_reason === "cancelled") toWelcome();
+    else if (call.end_reason === "no_answer") message("kiosk.error.no_answer");
+    else message("kiosk.error.call_failed");
+  }
+}
+
+async function loadCaseNumber(caseId) {
+  if (!caseId || station.caseNumbers.has(caseId)) return;
+  station.caseNumbers.set(caseId, null);
+  try {
+    const { case: found } = await api("GET", `/api/cases/${encodeURIComponent(caseId)}`, {
+      token: station.sessionToken,
+    });
+    station.caseNumbers.set(caseId, found.case_number);
+  } catch (err) {
+    console.info("[station] case not loaded", err.status);
+    station.caseNumbers.delete(caseId);
+  }
+  renderCaseBadge();
+  renderCallInfo();
+}
+
+// --- self-test (device health) ----------------------------------------------------------------
+
+async function selfTest() {
+  station.selfTested = true;
+  if (station.call) return; // the call has the camera
+  const health = await runSelfTest(APP_BUILD);
+  station.health = health;
+  renderSelfTest();
+  console.info("[station] self-test", JSON.stringify(health));
+  try {
+    await station.sig.request("device.health", health);
+    $("selftest").dataset.reported = "yes";
+  } catch (err) {
+    console.info("[station] device.health not taken:", err.code);
+    $("selftest").dataset.reported = "no";
+  }
+}
+
+function renderSelfTest() {
+  const health = station.health;
+  const el = $("selftest");
+  if (!health) {
+    el.textContent = "";
+    return;
+  }
+  const ok = health.camera === "ok" && health.microphone === "ok";
+  el.dataset.camera = health.camera;
+  el.dataset.microphone = health.microphone;
+  el.textContent = i18n.t(ok ? "kiosk.selftest.ok" : "station.selftest.problem");
+}
+
+// --- case, dispute type, expert -----------------------------------------------------------------
+
+function startFlow() {
+  station.choice = { case_id: null, case_number: null, dispute_type: null, expert_id: null };
+  $("case-new").checked = true;
+  $("case-number").value = "";
+  $("case-error").hidden = true;
+  renderCaseKind();
+  show("case");
+}
+
+function renderCaseKind() {
+  $("case-number-label").hidden = !$("case-existing").checked;
+}
+
+async function chooseCase(event) {
+  event.preventDefault();
+  $("case-error").hidden = true;
+  if ($("case-existing").checked) {
+    const number = $("case-number").value.trim();
+    if (!number) return showError("case-error", "station.case.number_required");
+    $("case-next").disabled = true;
+    const found = await findCase(number).finally(() => ($("case-next").disabled = false));
+    if (!found) return showError("case-error", "station.case.not_found");
+    station.choice.case_id = found.case_id;
+    station.choice.case_number = found.case_number;
+    station.caseNumbers.set(found.case_id, found.case_number);
+  } else {
+    station.choice.case_id = null;
+    station.choice.case_number = null;
+  }
+  await toDispute();
+}
+
+/**
+ * An existing case by its number. The server has no look-up by number: the case is found
+ * among the calls this officer placed and the calls placed from this station (newest 200 each).
+ */
+async function findCase(number) {
+  const wanted = number.toUpperCase();
+  for (const token of [station.sessionToken, station.token]) {
+    try {
+      const { calls } = await api("GET", "/api/calls", { token });
+      const call = calls.find((c) => c.case_id && (c.case_number || "").toUpperCase() === wanted);
+      if (call) return { case_id: call.case_id, case_number: call.case_number };
+    } catch (err) {
+      console.info("[station] calls not loaded", err.status);
+    }
+  }
+  return null;
+}
+
+async function toDispute() {
+  if (!(await loadDisputeTypes())) {
+    message("kiosk.error.call_failed");
+    return;
+  }
+  renderDisputeTypes();
+  show("dispute");
+}
+
+function disputeName(code) {
+  const type = station.disputeTypes.find((d) => d.code === code);
+  return type ? i18n.pick(type.name_zh, type.name_en) : code;
+}
+
+function icon(code) {
+  const img = document.createElement("img");
+  img.src = `/web/icons/${ICONS.has(code) ? code : "other"}.svg`;
+  img.alt = "";
+  return img;
+}
+
+function renderDisputeTypes() {
+  const box = $("dispute-types");
+  box.replaceChildren();
+  for (const type of station.disputeTypes) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "choice";
+    button.dataset.code = type.code;
+    const name = document.createElement("span");
+    name.textContent = i18n.pick(type.name_zh, type.name_en);
+    button.append(icon(type.code), name);
+    button.addEventListener("click", () => chooseDispute(type.code));
+    box.append(button);
+  }
+}
+
+async function chooseDispute(code) {
+  station.choice.dispute_type = code;
+  station.choice.expert_id = null;
+  await loadExperts();
+  if (station.experts.every((e) => !e.specialties.includes(code))) {
+    await toConsent();
+    return;
+  }
+  renderExperts();
+  show("expert");
+}
+
+async function loadExperts() {
+  try {
+    station.experts = (await api("GET", "/api/experts", { token: station.token })).experts;
+  } catch (err) {
+    console.info("[station] experts not loaded", err.status);
+  }
+}
+
+const AVAILABILITY_ORDER = { available: 0, busy: 1, away: 2, offline: 3 };
+
+function renderExperts() {
+  const box = $("experts");
+  box.replaceChildren();
+  const anyone = document.createElement("button");
+  anyone.type = "button";
+  anyone.className = "choice primary";
+  anyone.dataset.expert = "";
+  const anyoneText = document.createElement("span");
+  anyoneText.textContent = i18n.t("kiosk.expert.anyone");
+  const anyoneSub = document.createElement("span");
+  anyoneSub.className = "sub";
+  anyoneSub.textContent = i18n.t("kiosk.expert.anyone_hint");
+  anyone.append(anyoneText, anyoneSub);
+  anyone.addEventListener("click", () => chooseExpert(null));
+  box.append(anyone);
+  const code = station.choice.dispute_type;
+  const sorted = station.experts
+    .filter((e) => e.specialties.includes(code))
+    .sort((a, b) => AVAILABILITY_ORDER[a.availability] - AVAILABILITY_ORDER[b.availability]);
+  for (const expert of sorted) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "choice";
+    button.dataset.expert = expert.id;
+    const name = document.createElement("span");
+    name.textContent = expert.display_name;
+    const specialties = document.createElement("span");
+    specialties.className = "sub";
+    specialties.textContent = expert.specialties.map(disputeName).join(" · ");
+    const availability = document.createElement("span");
+    availability.className = `availability ${expert.availability}`;
+    availability.textContent = i18n.t(`kiosk.expert.${expert.availability}`);
+    button.append(icon("expert"), name, specialties, availability);
+    button.addEventListener("click", () => chooseExpert(expert.id));
+    box.append(button);
+  }
+}
+
+function chooseExpert(expertId) {
+  station.choice.expert_id = expertId;
+  toConsent();
+}
+
+// --- parties and consent ----------------------------------------------------------------------
+
+async function toConsent() {
+  station.parties = 2;
+  $("evidence-consent").checked = false;
+  $("training-consent").checked = false;
+  renderConsent();
+  show("consent");
+  await loadNotice();
+}
+
+function setParties(n) {
+  station.parties = Math.min(MAX_PARTIES, Math.max(MIN_PARTIES, n));
+  // The consent given was for another number of people: ask again.
+  $("evidence-consent").checked = false;
+  $("training-consent").checked = false;
+  renderConsent();
+}
+
+function renderConsent() {
+  const n = station.parties;
+  $("parties").textContent = String(n);
+  $("parties").dataset.parties = String(n);
+  $("parties-fewer").disabled = n <= MIN_PARTIES;
+  $("parties-more").disabled = n >= MAX_PARTIES;
+  $("evidence-consent-text").textContent = i18n.t("station.consent.evidence", { n });
+  const evidence = $("evidence-consent").checked;
+  // Training use needs recording consent first (docs/protocol.md, call.launch).
+  $("training-consent").disabled = !evidence;
+  if (!evidence) $("training-consent").checked = false;
+  $("consent-call").disabled = !evidence;
+}
+
+async function loadNotice() {
+  const language = i18n.current();
+  try {
+    const notice = await api("GET", `/api/notice?language=${encodeURIComponent(language)}`, {
+      token: station.token,
+    });
+    station.notice = { version: notice.version, language: notice.language, body: notice.body };
+  } catch (err) {
+    station.notice = { version: null, language, body: null };
+  }
+  const el = $("notice-text");
+  el.textContent = station.notice.body ?? i18n.t("kiosk.consent.notice_fallback");
+  el.dataset.version = station.notice.version ?? "";
+}
+
+function launchPayload(consentEvidence) {
+  const choice = station.choice;
+  const payload = {
+    dispute_type: choice.dispute_type,
+    consent_evidence: consentEvidence,
+    parties: station.parties,
+    notice_language: station.notice ? station.notice.language : i18n.current(),
+  };
+  if (consentEvidence) payload.training_consent = $("training-consent").checked;
+  if (station.notice && station.notice.version) payload.notice_version = station.notice.version;
+  if (choice.case_id) payload.case_id = choice.case_id;
+  if (choice.expert_id) payload.expert_id = choice.expert_id;
+  return payload;
+}
+
+/** The parties refuse: the server records the refusal (audit) and answers consent_required. */
+async function consentRefused() {
+  try {
+    const { call } = await station.sig.request("call.launch", launchPayload(false));
+    onResult(call); // a server that would take a station call without consent
+  } catch (err) {
+    console.info("[station] launch without consent:", err.code);
+    message(err.code === "consent_required" ? "station.consent.required" : "kiosk.error.call_failed");
+  }
+}
+
+async function launch() {
+  const payload = launchPayload(true);
+  show("starting");
+  let stream;
+  try {
+    stream = await openCamera();
+  } catch (err) {
+    const reason = err instanceof MediaProblem ? err.reason : "failed";
+    console.info("[station] camera:", reason, err.cause ? err.cause.name : "");
+    message(`station.error.camera_${reason}`);
+    return;
+  }
+  station.localStream = stream;
+  try {
+    const { call } = await station.sig.request("call.launch", payload);
+    onResult(call);
+  } catch (err) {
+    console.info("[station] launch refused:", err.code);
+    stopStream(station.localStream);
+    station.localStream = null;
+    if (err.code === "consent_required") message("station.consent.required");
+    else if (err.code === "not_found" && payload.case_id) message("station.case.not_found");
+    else message("kiosk.error.call_failed");
+  }
+}
+
+// --- calling ----------------------------------------------------------------------------------
+
+function renderCalling() {
+  const call = station.call;
+  if (!call) return;
+  const position = call.queue_position;
+  $("queue-position").textContent =
+    call.state === "queued" && position
+      ? i18n.t("kiosk.calling.queue_position", { position })
+      : i18n.t("kiosk.calling.ringing");
+  $("queue-position").dataset.position = position ?? "";
+  const wait = call.estimated_wait_s;
+  const waitEl = $("estimated-wait");
+  if (call.state === "queued" && typeof wait === "number") {
+    waitEl.textContent =
+      wait < 60
+        ? i18n.t("kiosk.calling.estimated_wait_short")
+        : i18n.t("kiosk.calling.estimated_wait", { minutes: Math.round(wait / 60) });
+  } else {
+    waitEl.textContent = "";
+  }
+  const offered = station.choiceOffered;
+  $("choice-panel").hidden = !offered;
+  if (offered) {
+    const seconds = Math.max(0, Math.round((offered.deadline - station.sig.serverNow()) / 1000));
+    $("choice-deadline").textContent = i18n.t("kiosk.choice.deadline", { seconds });
+  }
+}
+
+async function choose(choice) {
+  const offered = station.choiceOffered;
+  if (!offered) return;
+  station.choiceOffered = null;
+  renderCalling();
+  try {
+    const { call } = await station.sig.request("call.choose", { call_id: offered.call_id, choice });
+    onResult(call);
+  } catch (err) {
+    console.info("[station] choice not taken:", err.code);
+  }
+}
+
+async function cancelCall() {
+  const call = station.call;
+  if (!call) return toWelcome();
+  try {
+    const result = await station.sig.request("call.cancel", { call_id: call.id });
+    onResult(result.call);
+  } catch (err) {
+    console.info("[station] cancel:", err.code);
+  }
+}
+
+// --- in call ----------------------------------------------------------------------------------
+
+function renderCallInfo() {
+  const call = station.call;
+  if (!call) return;
+  const number = station.caseNumbers.get(call.case_id);
+  const type = disputeName(call.dispute_type);
+  $("call-info").textContent = number
+    ? i18n.t("station.call.info", { number, type })
+    : i18n.t("expert.call.info", { type });
+}
+
+async function enterCall(call) {
+  if (station.screen !== "call") {
+    show("call");
+    view.reset();
+    $("invite-panel").hidden = true;
+    if (station.disputeTypes.length === 0) loadDisputeTypes().then(renderCallInfo); // after a reload
+  }
+  renderCallInfo();
+  if (call.participants.some((p) => p.role === "expert" && !expertName(p.principal_id))) {
+    // A new expert: their name for the tile (relabelled when it comes).
+    loadExperts().then(() => station.call && view.update(station.call, station.sig.principal.id));
+  }
+  view.update(call, station.sig.principal.id);
+  const mine = call.participants.find((p) => p.principal_id === station.sig.principal.id);
+  const ownState = mine ? mine.state : null;
+  const droppedNow = ownState === "dropped" && station.ownState !== "dropped";
+  station.ownState = ownState;
+  if (station.media && station.media.callId === call.id) {
+    if (droppedNow || station.media.connectionState === "failed") {
+      console.info("[station] media dropped by the server: rejoining with a new connection");
+      station.media.restart();
+    }
+    return;
+  }
+  if (station.starting) return;
+  station.starting = true;
+  try {
+    if (!station.localStream) {
+      try {
+        station.localStream = await openCamera(); // a reload in the middle of a call
+      } catch (err) {
+        const reason = err instanceof MediaProblem ? err.reason : "failed";
+        await station.sig.request("call.leave", { call_id: call.id }).catch(() => {});
+        station.call = null;
+        message(`station.error.camera_${reason}`);
+        return;
+      }
+    }
+    view.setLocal(station.localStream);
+    const media = new CallMedia(station.sig, call.id, { localStream: station.localStream });
+    station.media = media;
+    window.stationMedia = media;
+    view.attach(media);
+    media.addEventListener("state", ({ detail }) => {
+      if (detail === "failed" && station.media === media && station.sig && station.sig.state === "open") {
+        console.info("[station] media failed: rejoining");
+        media.restart();
+      }
+    });
+    await media.start().catch((err) => console.info("[station] media.join:", err.code || err));
+  } finally {
+    station.starting = false;
+  }
+}
+
+function leaveCall() {
+  if (station.media) station.media.close();
+  station.media = null;
+  window.stationMedia = null;
+  stopStream(station.localStream);
+  station.localStream = null;
+  station.ownState = null;
+  view.reset();
+  $("invite-panel").hidden = true;
+}
+
+async function hangUp() {
+  const call = station.call;
+  if (!call) return;
+  try {
+    const result = await station.sig.request("call.leave", { call_id: call.id });
+    onResult(result.call);
+  } catch (err) {
+    console.info("[station] leave:", err.code);
+  }
+}
+
+function expertName(id) {
+  const e = station.experts.find((x) => x.id === id);
+  return e ? e.display_name : null;
+}
+
+function participantName(p) {
+  if (p.role === "caller") return i18n.t("call.role.station");
+  const name = expertName(p.principal_id);
+  return name ? i18n.t("call.role.expert_named", { name }) : i18n.t("call.role.expert");
+}
+
+// --- inviting another expert ------------------------------------------------------------------
+
+async function loadDisputeTypes() {
+  try {
+    station.disputeTypes = (await api("GET", "/api/dispute-types", { token: station.token })).dispute_types;
+    return true;
+  } catch (err) {
+    console.info("[station] dispute types not loaded", err.status);
+    return false;
+  }
+}
+
+async function openInvite() {
+  // After a reload mid-call the page has not been through the dispute type screen.
+  if (station.disputeTypes.length === 0) await loadDisputeTypes();
+  const specialty = $("invite-specialty");
+  specialty.replaceChildren();
+  for (const type of station.disputeTypes) {
+    const option = document.createElement("option");
+    option.value = type.code;
+    option.textContent = i18n.pick(type.name_zh, type.name_en);
+    specialty.append(option);
+  }
+  if (station.call) specialty.value = station.call.dispute_type;
+  $("invite-status").textContent = "";
+  delete $("invite-status").dataset.key;
+  $("invite-panel").hidden = false;
+  $("invite-title").focus();
+  refreshInviteExperts();
+}
+
+async function refreshInviteExperts() {
+  await loadExperts();
+  const inCall = new Set(
+    (station.call ? station.call.participants : [])
+      .filter((p) => PRESENT.has(p.state))
+      .map((p) => p.principal_id),
+  );
+  const select = $("invite-expert");
+  select.replaceChildren();
+  for (const e of station.experts) {
+    if (inCall.has(e.id)) continue;
+    const option = document.createElement("option");
+    option.value = e.id;
+    option.textContent = `${e.display_name} · ${i18n.t(`expert.availability.${e.availability}`)}`;
+    option.disabled = e.availability !== "available";
+    select.append(option);
+  }
+  const firstFree = [...select.options].find((o) => !o.disabled);
+  if (firstFree) select.value = firstFree.value;
+  $("invite-expert-send").disabled = !firstFree;
+}
+
+async function invite(payload) {
+  if (!station.call) return;
+  const status = $("invite-status");
+  try {
+    await station.sig.request("call.invite", { call_id: station.call.id, ...payload });
+    status.dataset.key = "expert.invite.sent";
+  } catch (err) {
+    console.info("[station] invite:", err.code);
+    const known = ["expert_unavailable", "no_expert_available", "call_full"];
+    status.dataset.key = known.includes(err.code) ? `expert.invite.error.${err.code}` : "expert.invite.error.other";
+  }
+  status.textContent = i18n.t(status.dataset.key);
+}
+
+// --- rating -----------------------------------------------------------------------------------
+
+const PHRASES = ["patient", "fair", "helpful", "hard_to_hear"];
+
+function toRating(callId) {
+  station.ratingCallId = callId;
+  station.stars = 0;
+  station.phrases.clear();
+  $("comment").value = "";
+  $("rating-error").hidden = true;
+  renderRating();
+  show("rating");
+}
+
+function renderRating() {
+  const stars = $("stars");
+  stars.replaceChildren();
+  for (let n = 1; n <= 5; n++) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "★";
+    button.dataset.stars = String(n);
+    button.setAttribute("aria-label", i18n.t("kiosk.rating.star", { n }));
+    button.setAttribute("aria-pressed", String(n <= station.stars));
+    button.addEventListener("click", () => {
+      station.stars = n;
+      renderRating();
+      stars.querySelector(`[data-stars="${n}"]`).focus();
+    });
+    stars.append(button);
+  }
+  const phrases = $("phrases");
+  phrases.replaceChildren();
+  for (const phrase of PHRASES) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.phrase = phrase;
+    button.textContent = i18n.t(`kiosk.rating.phrase.${phrase}`);
+    button.setAttribute("aria-pressed", String(station.phrases.has(phrase)));
+    button.addEventListener("click", () => {
+      if (station.phrases.has(phrase)) station.phrases.delete(phrase);
+      else station.phrases.add(phrase);
+      renderRating();
+      phrases.querySelector(`[data-phrase="${phrase}"]`).focus();
+    });
+    phrases.append(button);
+  }
+  $("rating-submit").disabled = station.stars === 0;
+}
+
+async function submitRating() {
+  const parts = [...station.phrases].map((p) => i18n.t(`kiosk.rating.phrase.${p}`));
+  const typed = $("comment").value.trim();
+  if (typed) parts.push(typed);
+  const payload = { call_id: station.ratingCallId, stars: station.stars };
+  if (parts.length) payload.comment = parts.join("; ").slice(0, 500);
+  $("rating-submit").disabled = true;
+  try {
+    await station.sig.request("call.rate", payload);
+    message("kiosk.rating.thanks");
+  } catch (err) {
+    console.info("[station] rating not taken:", err.code);
+    showError("rating-error", "kiosk.rating.failed");
+    $("rating-submit").disabled = false;
+  }
+}
+
+// --- start ------------------------------------------------------------------------------------
+
+function bind() {
+  i18n.bindToggle($("lang-toggle"));
+  i18n.onChange(() => {
+    renderWho();
+    renderSelfTest();
+    renderCaseBadge();
+    renderCallInfo();
+    if (station.screen === "dispute") renderDisputeTypes();
+    if (station.screen === "expert") renderExperts();
+    if (station.screen === "consent") {
+      renderConsent();
+      loadNotice();
+    }
+    if (station.screen === "calling") renderCalling();
+    if (station.screen === "rating") renderRating();
+    for (const id of ["message-text", "enrol-error", "login-error", "case-error", "rating-error", "invite-status"]) {
+      const el = $(id);
+      if (el.dataset.key) el.textContent = i18n.t(el.dataset.key);
+    }
+  });
+  $("enrol-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const code = $("enrol-code").value.replace(/[\s-]/g, "");
+    if (!/^[0-9]{8}$/.test(code)) return showError("enrol-error", "kiosk.enrol.failed");
+    enrol(code);
+  });
+  $("login-form").addEventListener("submit", login);
+  $("logout").addEventListener("click", logout);
+  $("start").addEventListener("click", startFlow);
+  for (const radio of document.querySelectorAll('input[name="case-kind"]')) {
+    radio.addEventListener("change", () => {
+      renderCaseKind();
+      if ($("case-existing").checked) $("case-number").focus();
+    });
+  }
+  $("case-form").addEventListener("submit", chooseCase);
+  for (const back of document.querySelectorAll("button.back")) {
+    back.addEventListener("click", () => {
+      const from = station.screen;
+      if (from === "consent" && station.experts.some((e) => e.specialties.includes(station.choice.dispute_type))) {
+        renderExperts();
+        show("expert");
+      } else if (from === "expert" || from === "consent") show("dispute");
+      else if (from === "dispute") show("case");
+      else toWelcome();
+    });
+  }
+  $("parties-fewer").addEventListener("click", () => setParties(station.parties - 1));
+  $("parties-more").addEventListener("click", () => setParties(station.parties + 1));
+  $("evidence-consent").addEventListener("change", renderConsent);
+  $("consent-call").addEventListener("click", launch);
+  $("consent-refused").addEventListener("click", consentRefused);
+  $("choose-wait").addEventListener("click", () => choose("wait"));
+  $("choose-anyone").addEventListener("click", () => choose("anyone"));
+  $("calling-cancel").addEventListener("click", cancelCall);
+  $("hangup").addEventListener("click", hangUp);
+  $("invite").addEventListener("click", openInvite);
+  $("invite-close").addEventListener("click", () => {
+    $("invite-panel").hidden = true;
+    $("invite").focus();
+  });
+  $("invite-specialty-send").addEventListener("click", () => invite({ specialty: $("invite-specialty").value }));
+  $("invite-expert-send").addEventListener("click", () => invite({ expert_id: $("invite-expert").value }));
+  $("rating-submit").addEventListener("click", submitRating);
+  $("rating-skip").addEventListener("click", () => {
+    station.ratingCallId = null;
+    toWelcome();
+  });
+  $("message-ok").addEventListener("click", toWelcome);
+  setInterval(() => {
+    if (station.screen === "calling" && station.choiceOffered) renderCalling();
+  }, 1000);
+}
+
+async function boot() {
+  await i18n.init();
+  bind();
+  const hash = new URLSearchParams(location.hash.slice(1));
+  if (hash.has("token") || hash.has("enrol")) {
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  station.sessionToken = sessionStorage.getItem(SESSION_KEY);
+  if (hash.get("enrol")) {
+    // The admin's enrolment link (QR code): the code comes in the fragment, never to a log.
+    const code = hash.get("enrol").replace(/\D/g, "").slice(0, 8);
+    $("enrol-code").value = code;
+    show("enrol");
+    if (code.length === 8) await enrol(code);
+    return;
+  }
+  if (hash.get("token")) storeToken(hash.get("token")); // set-up by hand or by a test
+  else station.token = localStorage.getItem(TOKEN_KEY);
+  toWelcome();
+}
+
+boot();
