@@ -7,8 +7,9 @@ cd "$(dirname "$0")"
 
 # Debian packages the test suite needs: coturn (TURN tests) and Chromium (the web pages are
 # tested in a real browser; never `playwright install`, it downloads a browser), with a CJK
-# font so that Chinese pages render (and screenshot) as text, not boxes.
-TEST_APT_PACKAGES=(python3-venv coturn chromium fonts-wqy-microhei)
+# font so that Chinese pages render (and screenshot) as text, not boxes; libatomic1 for the
+# node driver inside the playwright wheel.
+TEST_APT_PACKAGES=(python3-venv coturn chromium fonts-wqy-microhei libatomic1)
 
 VENV=.venv
 PYTHON=${PYTHON:-python3}
