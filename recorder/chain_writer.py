@@ -11,10 +11,8 @@ Synchronous on purpose: the recorder calls it in an executor, one call at a time
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from recorder import evidence
+from recorder.files import file_digest, fsync_path, write_atomic
 from recorder.segmenter import RecorderError
 
 __all__ = [
@@ -40,7 +39,6 @@ logger = logging.getLogger(__name__)
 SIGNATURE_SIZE = 64
 TORN_SUFFIX = ".torn"
 SIGN_ATTEMPTS = 3
-_CHUNK = 1024 * 1024
 
 
 class ChainWriterError(RecorderError):
@@ -83,47 +81,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (a rename, a new file) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Replace `path` with `data` durably: hidden temp file, fsync, rename, fsync directory.
-
-    Readers see the old file or the whole new one, never a part; the temp file is hidden
-    (a leading dot) so stores and uploaders skip it.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
-def file_digest(path: Path) -> tuple[int, str]:
-    """(size, SHA-256 hex) of a file, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
 def _mkdirs(path: Path) -> None:
     """Create `path` and its missing parents, each new entry made durable in its parent."""
     missing = []
@@ -133,7 +90,7 @@ def _mkdirs(path: Path) -> None:
     for new in reversed(missing):
         with contextlib.suppress(FileExistsError):
             new.mkdir()
-        fsync_dir(new.parent)
+        fsync_path(new.parent)
 
 
 def _move_aside(path: Path) -> Path:
@@ -145,7 +102,7 @@ def _move_aside(path: Path) -> Path:
             break
         n += 1
     os.replace(path, target)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
     return target
 
 

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
 import logging
 import os
 import statistics
@@ -60,6 +59,7 @@ from av.container import InputContainer, OutputContainer
 from av.packet import Packet
 from av.stream import Stream
 
+from recorder.files import file_digest, fsync_path
 from recorder.segmenter import MS, RecorderError
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,6 @@ _TIME_BASES = {
     ("mp4", "video"): Fraction(1, 90000),
     ("mp4", "audio"): Fraction(1, 48000),
 }
-_HASH_CHUNK = 1 << 20
 # A packet at most this much earlier than the one before it in its track (a ms
 # collision at a segment boundary, say) is moved just after it; more is an error.
 MAX_OVERLAP_MS = 10
@@ -290,22 +289,6 @@ def _templates_and_offset(
     return templates, offset
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def remux_segments(
     segment_paths: list[Path], out_path: Path, video_codec: str | None
 ) -> ReplayInfo:
@@ -332,11 +315,11 @@ def remux_segments(
     tmp = Path(tmp_name)
     try:
         remuxer = _write(tmp, video_codec, templates, offset_ms, segment_paths)
-        _fsync(tmp)
+        fsync_path(tmp)
         info = ReplayInfo(
             path=out_path,
             size=tmp.stat().st_size,
-            sha256=_sha256(tmp),
+            sha256=file_digest(tmp)[1],
             video_frames=remuxer.count("video"),
             audio_frames=remuxer.count("audio"),
             duration_ms=remuxer.duration_ms,
@@ -346,7 +329,7 @@ def remux_segments(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync(out_path.parent)
+    fsync_path(out_path.parent)
     return info
 
 

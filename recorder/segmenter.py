@@ -27,6 +27,7 @@ from aiortc.codecs.h264 import H264PayloadDescriptor
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 
 from media.rtp import keyframe_start
+from recorder.files import fsync_path
 
 MS = fractions.Fraction(1, 1000)
 CLOCK_RATES = {"vp8": 90000, "h264": 90000, "opus": 48000}
@@ -374,16 +375,8 @@ class SegmentWriter:
         if not self.started:
             return None
         self._container.close()
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_path(self.path)
+        fsync_path(self.path.parent)
         return self.path
 
 

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from recorder.files import fsync_path
 from storage.objects import validate_key
 
 __all__ = ["Backlog", "Spool", "SpoolEntry", "SpoolError"]
@@ -72,22 +73,6 @@ class Backlog:
     count: int
     bytes: int
     oldest_mtime: float | None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _marker(path: Path) -> Path:
@@ -235,7 +220,7 @@ class Spool:
                 raise SpoolError(f"{key} is already spooled with other content")
             src.unlink()
             return existing
-        _fsync_file(src)
+        fsync_path(src)
         with self._lock:
             self._refuse_race(key)
             self._make_parents(target)
@@ -247,9 +232,9 @@ class Spool:
                 if err.errno != errno.EXDEV:
                     raise SpoolError(f"cannot spool {src} as {key}: {err}") from err
                 self._move_across_devices(src, target, ns)
-            _fsync_dir(target.parent)
+            fsync_path(target.parent)
             if src.parent != target.parent:
-                _fsync_dir(src.parent)
+                fsync_path(src.parent)
             entry = self._add(key, target, ns)
         self._notify(entry)
         return entry
@@ -271,7 +256,7 @@ class Spool:
                 ns = self._next_ns()
                 os.utime(tmp, ns=(ns, ns))
                 os.replace(tmp, target)
-                _fsync_dir(target.parent)
+                fsync_path(target.parent)
                 entry = self._add(key, target, ns)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -327,7 +312,7 @@ class Spool:
                 d.mkdir()
             except OSError as err:  # e.g. a file where a directory should be
                 raise SpoolError(f"cannot make {d}: {err}") from err
-            _fsync_dir(d.parent)
+            fsync_path(d.parent)
 
     def _next_ns(self) -> int:
         self._last_ns = max(time.time_ns(), self._last_ns + 1)
@@ -396,7 +381,7 @@ class Spool:
     def _save_pins(self) -> None:
         tmp = self._write_temp(json.dumps(sorted(self._pins)).encode())
         os.replace(tmp, self.directory / PINS_FILE)
-        _fsync_dir(self.directory)
+        fsync_path(self.directory)
 
     def _delete(self, path: Path) -> None:
         path.unlink(missing_ok=True)
