@@ -21,11 +21,14 @@ What each hook touches:
 - `RTCDtlsTransport._tx_srtp` and the ICE connection's nominated pair
   (`aioice.Connection._nominated`): protect and send a forwarded packet at once.
 - `RTCRtpTransceiver._codecs`: the negotiated payload type of a subscriber leg.
+- `aioice.Connection._protocols` and each protocol's `datagram_received` (replaced per
+  instance, only while the test/operations hook `set_inbound_blocked` is on).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -448,16 +451,15 @@ class FastPath:
     ) -> None:
         self.packets = 0
         self.installed = False
-        self.blocked = False  # test hook: drop every datagram from the participant
+        self._dtls = dtls
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
             return
         protocol = pair.protocol
-        original = protocol.datagram_received
+        # While an inbound block is on (set_inbound_blocked), wrap the handler it restores.
+        original = _unblocked_handler(protocol)
 
         def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
-            if self.blocked:
-                return  # test hook: the participant's network is cut (nothing arrives)
             if (
                 len(data) >= 12
                 and 128 <= data[0] <= 191
@@ -474,11 +476,97 @@ class FastPath:
                     return
             original(data, addr)
 
-        protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]
+        _set_unblocked_handler(protocol, datagram_received)
         self.installed = True
+
+    @property
+    def blocked(self) -> bool:
+        """Test hook (older spelling of `set_inbound_blocked` on this connection)."""
+        return inbound_blocked(self._dtls)
+
+    @blocked.setter
+    def blocked(self, value: bool) -> None:
+        set_inbound_blocked(self._dtls, value)
 
 
 def install_fast_path(
     dtls: RTCDtlsTransport, known: Callable[[int], bool], on_rtp: Callable[[memoryview], None]
 ) -> FastPath:
     return FastPath(dtls, known, on_rtp)
+
+
+# --- test and operations hook: cut a participant's inbound network ------------------------------
+
+# While a protocol is blocked, its unblocked `datagram_received` waits here (or _CLASS_HANDLER:
+# the class's own method), and the datagrams it dropped are counted in _DROPPED.
+_UNBLOCKED = "_relay_unblocked_handler"
+_DROPPED = "_relay_inbound_dropped"
+_CLASS_HANDLER = object()
+
+
+def _unblocked_handler(protocol: Any) -> Callable[[bytes, tuple[Any, ...]], None]:
+    """The handler the protocol runs when not blocked (its current one if not blocked)."""
+    saved = getattr(protocol, _UNBLOCKED, None)
+    if saved is None:
+        handler: Callable[[bytes, tuple[Any, ...]], None] = protocol.datagram_received
+        return handler
+    if saved is _CLASS_HANDLER:
+        return type(protocol).datagram_received.__get__(protocol)
+    return saved
+
+
+def _set_unblocked_handler(
+    protocol: Any, handler: Callable[[bytes, tuple[Any, ...]], None]
+) -> None:
+    """Install `handler` now, or (while blocked) for when the block is lifted."""
+    if getattr(protocol, _UNBLOCKED, None) is None:
+        protocol.datagram_received = handler
+    else:
+        setattr(protocol, _UNBLOCKED, handler)
+
+
+def set_inbound_blocked(dtls: RTCDtlsTransport, blocked: bool) -> None:
+    """Test/operations hook: drop every datagram that reaches this transport's ICE sockets.
+
+    Blocking swaps `datagram_received` of every socket (aioice protocol) of the ICE
+    connection under the DTLS transport for a function that counts and discards the
+    datagram, so nothing from the far end reaches the server: not the fast path's SRTP,
+    not aiortc's (RTP, RTCP, DTLS) nor aioice's (STUN checks and consent). Unblocking
+    puts the previous handler back (the fast path's wrapper, if any). The server still
+    sends. Costs nothing while unused: no per-packet check anywhere; blocking and
+    unblocking are O(sockets). Kept under ~30 s it does not end the connection by
+    itself (aioice's consent checks give up after 6 unanswered ones, ~30 s).
+    """
+    connection = ice_connection(dtls)
+    for protocol in list(connection._protocols):
+        if blocked:
+            if getattr(protocol, _UNBLOCKED, None) is None:
+                own = protocol.__dict__.get("datagram_received")
+                setattr(protocol, _UNBLOCKED, own if own is not None else _CLASS_HANDLER)
+                protocol.datagram_received = functools.partial(_drop_datagram, protocol)  # type: ignore[method-assign]
+        else:
+            saved = getattr(protocol, _UNBLOCKED, None)
+            if saved is None:
+                continue
+            delattr(protocol, _UNBLOCKED)
+            if saved is _CLASS_HANDLER:
+                del protocol.datagram_received  # the class's method again
+            else:
+                protocol.datagram_received = saved  # type: ignore[method-assign]
+
+
+def _drop_datagram(protocol: Any, data: bytes, addr: tuple[Any, ...]) -> None:
+    """What a blocked socket does with a datagram: count it, as lost by the network."""
+    setattr(protocol, _DROPPED, getattr(protocol, _DROPPED, 0) + 1)
+
+
+def inbound_blocked(dtls: RTCDtlsTransport) -> bool:
+    """Whether `set_inbound_blocked(dtls, True)` is in force on any of its sockets."""
+    connection = ice_connection(dtls)
+    return any(getattr(p, _UNBLOCKED, None) is not None for p in connection._protocols)
+
+
+def inbound_dropped(dtls: RTCDtlsTransport) -> int:
+    """Datagrams the block has discarded on this transport's sockets so far."""
+    connection = ice_connection(dtls)
+    return sum(getattr(p, _DROPPED, 0) for p in connection._protocols)

@@ -501,6 +501,23 @@ class Peer:
                     settings.interfaces,
                 )
 
+    def set_inbound_blocked(self, blocked: bool) -> None:
+        """Test/operations hook: ignore every datagram from this participant, or stop
+        ignoring (see `CallMedia.set_inbound_blocked`)."""
+        seen = set()
+        for transceiver in self.pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            if dtls is not None and id(dtls) not in seen:
+                seen.add(id(dtls))
+                hooks.set_inbound_blocked(dtls, blocked)
+
+    def inbound_dropped(self) -> int:
+        """Datagrams from this participant that `set_inbound_blocked` discarded."""
+        transports = {
+            id(t.receiver.transport): t.receiver.transport for t in self.pc.getTransceivers()
+        }
+        return sum(hooks.inbound_dropped(d) for d in transports.values() if d is not None)
+
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -812,6 +829,7 @@ class CallMedia:
         self.closed = False
         # Joins run one at a time: each one's subscriptions see every earlier joiner once.
         self._joining = asyncio.Lock()
+        self.inbound_blocked: set[str] = set()  # test/operations hook: set_inbound_blocked
 
     # --- codecs and bandwidth ------------------------------------------------------------
 
@@ -874,6 +892,8 @@ class CallMedia:
             peer.bind_candidates()
             answer = await peer.pc.createAnswer()
             await peer.pc.setLocalDescription(answer)
+            if participant_id in self.inbound_blocked:
+                peer.set_inbound_blocked(True)  # a rejoin during a cut is cut off too
         except Exception as err:
             await self._drop(participant_id)
             for gone in kept_streams.values():  # a failed reconnect: its sections go inactive
@@ -942,6 +962,27 @@ class CallMedia:
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index
         await peer.pc.addIceCandidate(parsed)
+
+    def set_inbound_blocked(self, participant_id: str, blocked: bool) -> None:
+        """Test/operations hook: the server ignores every datagram from this participant.
+
+        While blocked, whatever reaches the participant's media sockets is dropped before
+        anyone reads it: fast path and aiortc path alike, STUN, DTLS, RTP and RTCP, as if
+        the participant's network had failed one way (the server still sends). The block
+        follows the participant: a peer connection it joins with meanwhile (a rejoin) is
+        blocked too, until `set_inbound_blocked(participant_id, False)`. With the block
+        longer than `media_inactivity_s` the participant is reported `media_timeout`;
+        after it, media resumes on the same connection (`media_back`) or a rejoin. Keep
+        it under ~30 s, or aioice's consent checks end the connection. Costs nothing
+        when unused: no per-packet check (see `hooks.set_inbound_blocked`).
+        """
+        if blocked:
+            self.inbound_blocked.add(participant_id)
+        else:
+            self.inbound_blocked.discard(participant_id)
+        peer = self.peers.get(participant_id)
+        if peer is not None and peer.pc.localDescription is not None:
+            peer.set_inbound_blocked(blocked)
 
     def set_enabled(self, participant_id: str, *, audio: bool, video: bool) -> None:
         peer = self.peers.get(participant_id)
