@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from recorder.chain_writer import ChainWriter, file_digest
 from recorder.replay import remux_segments
+from recorder.segmenter import RecorderError
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,13 @@ def build_replays(
         codec = codecs.get(participant)
         out = workdir / "replay" / f"{participant}.{REPLAY_EXTENSIONS[codec]}"
         out.parent.mkdir(parents=True, exist_ok=True)
-        info = remux_segments(paths, out, codec)
+        try:
+            info = remux_segments(paths, out, codec)
+        except RecorderError:
+            # The replay is derived: without it the evidence (segments, chain, manifest)
+            # is whole. The manifest then lists no replay for this participant.
+            log.exception("replay of %s failed; the manifest goes without it", participant)
+            continue
         key = f"{prefix}replay/{out.name}"
         size, digest = file_digest(out)
         assert size == info.size and digest == info.sha256

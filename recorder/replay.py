@@ -267,9 +267,12 @@ def _templates_and_offset(
 ) -> tuple[dict[str, Path], int]:
     """The segments whose streams the replay copies (the first with video, the first with audio).
 
-    Also the start offset: the earliest packet time of the first segment. Looks
-    only as far as it must (usually one or two segments): opening a segment costs
-    FFmpeg's stream probing, several ms for H.264.
+    Also the start offset: the earliest packet time of the segments it opened. That is
+    not always the first segment's: a participant's first segment can be audio-only (audio
+    before the first video key frame) and the next one start with that key frame, whose
+    time (the arrival of its first packet) can lie a few ms before the audio segment's
+    start. Looks only as far as it must (usually one or two segments): opening a segment
+    costs FFmpeg's stream probing, several ms for H.264.
     """
     wanted = {"audio"} if video_codec is None else {"video", "audio"}
     templates: dict[str, Path] = {}
@@ -279,10 +282,12 @@ def _templates_and_offset(
             for stream in container.streams:
                 _check_stream(path, stream, video_codec)
                 templates.setdefault(stream.type, path)
-            if index == 0:
-                offset = _first_pts_ms(container)
-                if offset is None:
+            first = _first_pts_ms(container)
+            if first is None:
+                if index == 0:
                     raise RecorderError(f"{path}: an empty segment")
+            else:
+                offset = first if offset is None else min(offset, first)
         if wanted <= templates.keys():
             break
     assert offset is not None

@@ -241,6 +241,7 @@ class CallRecordingHub:
         if recorder is None or call_id in self.finishing:
             return
         task = asyncio.ensure_future(self._stop_and_close(recorder, status))
+        task.add_done_callback(self._done)  # a failure is logged, never lost
         self.finishing[call_id] = task
 
     async def _stop_and_close(self, recorder: CallRecorder, status: str) -> None:

@@ -424,3 +424,26 @@ def test_refuses_a_wrong_suffix_or_overwriting_a_segment(tmp_path):
         remux_segments(segments, segments[0], None)
     with pytest.raises(RecorderError):
         remux_segments([], tmp_path / "replay.webm", None)
+
+
+def test_a_key_frame_stamped_before_the_audio_only_first_segment_starts(tmp_path):
+    """The first segment is audio-only (audio came before the first key frame) and the next
+    starts with the key frame, stamped by its first packet's arrival a few ms EARLIER than
+    that audio: the replay starts at the earliest packet, nothing is refused or lost."""
+    clip = clips.video_clip(COLOUR, codec="vp8")
+    audio = clips.audio_clip(440)
+    first = SegmentWriter(tmp_path / "000001.webm", None, 450)
+    for n in range(3):
+        first.write_audio(audio.packets[n], 450 + 20 * n)
+    second = SegmentWriter(tmp_path / "000002.webm", "vp8", 446)
+    for n in range(8):
+        second.write_video(clip.frame(0, n), 446 + n * 66, n == 0)
+        second.write_audio(audio.packets[3 + n], 510 + 20 * n)
+    paths = [first.close(), second.close()]
+    assert all(p is not None for p in paths)
+    info = remux_segments(paths, tmp_path / "replay" / "p.webm", "vp8")  # type: ignore[arg-type]
+    assert info.start_offset_ms == 446
+    pictures = contents(info.path).pictures
+    assert [p.counter for p in pictures] == list(range(8))
+    assert pictures[0].pts_ms == 0
+    assert decoded_audio_frames(info.path) == 11
