@@ -147,6 +147,11 @@ async def test_kiosk_network_drop_cut_at_the_server_then_back_as_the_same_partic
     await expert.evaluate(
         "(s) => window.__probe.counterAdvanced(s, 'after the restore')", tile("caller")
     )
+    # The expert is told why the picture stands still.
+    state = ".tile[data-role=caller] .tile-state"
+    await expert.wait_for_selector(f"{state}:not([hidden])", timeout=10_000)
+    note = await expert.text_content(state)
+    assert note and ("等待对方重新接入" in note or "waiting for them" in note), note
     await shots(expert, "expert-kiosk-dropped")
     # The kiosk has kept trying all along, and is still showing the call with the banner.
     await kiosk.wait_for_selector("#reconnecting", state="visible")

@@ -173,6 +173,7 @@ export class CallView {
       const remoteState = this.media ? this.media.remoteStates.get(id) : undefined;
       const notes = [];
       if (p && p.state === "reconnecting") notes.push(i18n.t("call.participant_reconnecting"));
+      if (p && p.state === "dropped") notes.push(i18n.t("call.participant_dropped"));
       if (remoteState && !remoteState.audio) notes.push(i18n.t("call.muted"));
       if (remoteState && !remoteState.video) notes.push(i18n.t("call.camera_is_off"));
       tile.state.textContent = notes.join(" · ");
