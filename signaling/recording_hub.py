@@ -30,6 +30,7 @@ from signaling.dispatch import CallChanged, CallState, ParticipantChanged, Parti
 from signaling.logs import log_context
 from storage import LocalObjectStore, ObjectInfo, ObjectStore, S3ObjectStore
 from storage import errors as storage_errors
+from storage.errors import ObjectStoreError
 from storage.records import Recording, RecordingObject
 
 if TYPE_CHECKING:
@@ -54,19 +55,34 @@ def software_version() -> str:
 
 
 def make_object_store(settings: Settings) -> ObjectStore:
-    """S3/MinIO when s3_endpoint is set (bucket made with Object Lock), else the local store."""
+    """S3/MinIO when s3_endpoint is set (bucket made with Object Lock), else the local store.
+
+    The service starts even while S3 is unreachable: recordings wait in the spool and the
+    uploader retries (and warns) until it answers; the bucket is then expected to exist.
+    """
     if not settings.s3_endpoint:
         return LocalObjectStore(settings.objects_dir)
-    return S3ObjectStore(
-        settings.s3_endpoint,
-        settings.s3_access_key,
-        settings.s3_secret_key.reveal(),
-        settings.s3_bucket,
-        region=settings.s3_region,
-        secure=settings.s3_secure,
-        ca_file=str(settings.s3_ca_file) if settings.s3_ca_file else None,
-        object_lock=True,
-    )
+
+    def store(create_bucket: bool) -> S3ObjectStore:
+        return S3ObjectStore(
+            settings.s3_endpoint,
+            settings.s3_access_key,
+            settings.s3_secret_key.reveal(),
+            settings.s3_bucket,
+            region=settings.s3_region,
+            secure=settings.s3_secure,
+            ca_file=str(settings.s3_ca_file) if settings.s3_ca_file else None,
+            object_lock=True,
+            create_bucket=create_bucket,
+        )
+
+    try:
+        return store(create_bucket=True)
+    except ObjectStoreError as err:
+        log.error(
+            "object store %s unreachable at start (%s); uploads wait", settings.s3_endpoint, err
+        )
+        return store(create_bucket=False)
 
 
 def object_kind(key: str) -> str:

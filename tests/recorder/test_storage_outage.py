@@ -223,3 +223,23 @@ async def test_an_upload_corrupted_in_flight_is_sent_again(
     assert re.match(rf"re-uploading: key=calls/\S+/{call_id}/[0-9a-f-]+/\d{{6}}\.webm ", resent)
     direct = make_s3_store(moto_endpoint, bucket=bucket)
     await check_stored(service, call_id, direct)
+
+
+async def test_the_service_starts_while_s3_is_unreachable(make_service):
+    """MinIO down at start-up must not keep calls from being served: the service comes up,
+    the uploader reports the store failing, and recordings wait in the spool."""
+    from signaling.config import Secret
+    from tests.serverproc import free_port
+
+    service = await make_service(
+        s3_endpoint=f"127.0.0.1:{free_port()}",  # nothing listens there
+        s3_access_key="testing-access",
+        s3_secret_key=Secret("testing-secret"),
+        s3_secure=False,
+    )
+    status, body = await service.http("GET", "/healthz")
+    assert status == 200 and body == {"status": "ok"}
+    recordings = service.hub.recordings
+    recordings.spool.commit_bytes("calls/2026/11/x/chain/000001.json", b"{}")
+    await recordings.uploader.wait_until(lambda stats: stats.failures > 0, 30)
+    assert recordings.spool.is_pending("calls/2026/11/x/chain/000001.json")
