@@ -22,7 +22,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiortc import (
     RTCConfiguration,
@@ -326,18 +326,23 @@ class Outlet:
         hooks.record_sent(stream.slot.transceiver.sender, timestamp, len(payload))
 
 
-@dataclass(frozen=True)
-class TappedPacket:
-    """An encoded packet as the recorder sees it."""
+class TappedPacket(NamedTuple):
+    """An encoded packet as the recorder sees it (its tap knows the kind and codec).
 
-    kind: str
-    codec: str
+    A named tuple, made with `_tapped(TappedPacket, (...))` on the forwarding path: about
+    0.4 us against 1.1 us for a dataclass, paid for every packet of every recorded track
+    (bench/recorder_thread.py).
+    """
+
     payload: bytes
     rtp_timestamp: int
     sequence: int
     marker: bool
     keyframe: bool
     arrival_ms: int
+
+
+_tapped = tuple.__new__
 
 
 class TapClosed(MediaError):
@@ -393,10 +398,18 @@ class PacketTap:
                 return item
 
     def drain(self) -> list[TappedPacket | SourceChanged]:
-        """Everything queued, oldest first (the caller clears a shared `ready` itself)."""
-        items = list(self.queue)
-        self.queue.clear()
-        return items
+        """Everything queued, oldest first. Safe from another thread while the event loop
+        offers: each `popleft` is atomic, and what arrives meanwhile stays for next time."""
+        pop = self.queue.popleft
+        return [pop() for _ in range(len(self.queue))]
+
+    @property
+    def kind(self) -> str:
+        return self.published.kind
+
+    @property
+    def codec(self) -> str:
+        return self.published.codec
 
     @property
     def sender_report(self) -> tuple[int, int] | None:
@@ -632,15 +645,16 @@ class Peer:
         for stream in published.streams:
             stream.forward(header, payload, keyframe)
         if published.taps:
-            tapped = TappedPacket(
-                published.kind,
-                published.codec,
-                payload,
-                header.timestamp,
-                header.sequence,
-                header.marker,
-                keyframe,
-                arrival_ms if arrival_ms is not None else int(time.time() * 1000),
+            tapped = _tapped(
+                TappedPacket,
+                (
+                    payload,
+                    header.timestamp,
+                    header.sequence,
+                    header.marker,
+                    keyframe,
+                    arrival_ms if arrival_ms is not None else int(time.time() * 1000),
+                ),
             )
             for tap in published.taps:
                 tap.offer(tapped)

@@ -1,10 +1,10 @@
 """One call's recording: tapped packets → segments → signed chain links → the spool.
 
-Every participant has a `ParticipantRecorder` that drains its taps (video and audio) in
-batches and hands them to the call's single recorder thread, where frames are assembled,
-muxed by stream copy into segments, and each closed segment is hashed, linked into the
-call's chain (one writer: that same thread) and committed to the spool for upload. The
-event loop never muxes, hashes or writes a file.
+Every participant has a `ParticipantRecorder` whose taps (video and audio) the call's
+single recorder thread drains in batches: frames are assembled, muxed by stream copy into
+segments, and each closed segment is hashed, linked into the call's chain (one writer:
+that same thread) and committed to the spool for upload. The event loop only queues packet
+copies in the taps; it never muxes, hashes or writes a file, and it is not woken per batch.
 
 A gap in what the recorder got (tap overflow, packets the server never received, a
 participant's drop) becomes a gap record attached to that participant's next segment link,
@@ -24,12 +24,15 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from media.router import TappedPacket
 from recorder.chain_writer import Appended, ChainWriter, file_digest
 from recorder.evidence import segment_key, utc_iso
 from recorder.segmenter import EXTENSIONS, FrameAssembler, RtpClock, Segmenter, SegmentInfo
@@ -37,13 +40,19 @@ from recorder.segmenter import EXTENSIONS, FrameAssembler, RtpClock, Segmenter, 
 log = logging.getLogger(__name__)
 
 KINDS = ("video", "audio")
+T = TypeVar("T")
+
+
+def _resolve(future: Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 @dataclass(frozen=True)
 class RecorderSettings:
     segment_s: float = 10.0
     tap_packets: int = 2048
-    batch_s: float = 0.1  # taps are drained at most this often (fewer thread hops)
+    batch_s: float = 0.25  # the recorder thread drains the taps this often
 
 
 class Tap(Protocol):
@@ -53,15 +62,14 @@ class Tap(Protocol):
     closed: bool
 
     def drain(self) -> list[Any]: ...
+    def close(self) -> None: ...
     def request_key_frame(self) -> None: ...
 
 
 class TapProvider(Protocol):
     """Makes taps on a participant's published tracks (media.router.CallMedia)."""
 
-    def tap(
-        self, participant_id: str, kind: str, bound: int = ..., ready: asyncio.Event | None = ...
-    ) -> Any: ...
+    def tap(self, participant_id: str, kind: str, bound: int = ...) -> Any: ...
 
 
 class SpoolLike(Protocol):
@@ -89,18 +97,25 @@ class Committed:
 
 @dataclass
 class _Batch:
+    """What one round of the recorder thread hands back to the event loop."""
+
     committed: list[Committed] = field(default_factory=list)
     gaps: list[dict[str, Any]] = field(default_factory=list)
-    want_key_frame: bool = False
+    key_frames: set[str] = field(default_factory=set)  # participants to ask for one
+
+    def __bool__(self) -> bool:
+        return bool(self.committed or self.gaps or self.key_frames)
 
 
 class ParticipantRecorder:
-    """Segments of one participant, across reconnects (its taps follow it)."""
+    """Segments of one participant, across reconnects (its taps follow it).
+
+    Made and attached on the event loop; everything else runs in the call's thread.
+    """
 
     def __init__(self, call: CallRecorder, participant_id: str) -> None:
         self.call = call
         self.participant_id = participant_id
-        self.ready = asyncio.Event()  # shared by this participant's taps
         self.taps: dict[str, Tap] = {}
         codec = call.video_codec
         self.segmenter = Segmenter(
@@ -113,8 +128,6 @@ class ParticipantRecorder:
         self.pending_gaps: list[dict[str, Any]] = []  # recorder thread only
         self.overflow_seen = {kind: 0 for kind in KINDS}
         self.overflow_unexplained = {kind: 0 for kind in KINDS}
-        self.stopping = False
-        self.task: asyncio.Task[None] | None = None
         self.segments = 0
         self.frames = {kind: 0 for kind in KINDS}
         self.gaps = 0
@@ -126,90 +139,66 @@ class ParticipantRecorder:
         for kind in kinds:
             if kind in self.taps and not self.taps[kind].closed:
                 continue  # a tap follows the participant across reconnects by itself
-            self.taps[kind] = media.tap(
-                self.participant_id, kind, self.call.settings.tap_packets, self.ready
-            )
-        if self.task is None:
-            self.task = asyncio.ensure_future(self._run())
-
-    def stop(self) -> None:
-        self.stopping = True
-        self.ready.set()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                self.ready.clear()
-                batch: list[Any] = []
-                for tap in self.taps.values():
-                    batch.extend(tap.drain())
-                if not batch:
-                    if self.stopping:
-                        break
-                    await self.ready.wait()
-                    continue
-                overflow = {kind: tap.overflow for kind, tap in self.taps.items()}
-                result = await loop.run_in_executor(
-                    self.call.executor, self._process, batch, overflow
-                )
-                self.call.report(result)
-                if result.want_key_frame and "video" in self.taps:
-                    self.taps["video"].request_key_frame()
-                if not self.stopping:
-                    await asyncio.sleep(self.call.settings.batch_s)  # let a batch gather
-        finally:
-            result = await loop.run_in_executor(self.call.executor, self._finish)
-            self.call.report(result)
+            self.taps[kind] = media.tap(self.participant_id, kind, self.call.settings.tap_packets)
 
     # --- recorder thread ----------------------------------------------------------------
 
-    def _process(self, batch: list[Any], overflow: dict[str, int]) -> _Batch:
-        out = _Batch()
-        for kind, count in overflow.items():
-            self.overflow_unexplained[kind] += count - self.overflow_seen[kind]
-            self.overflow_seen[kind] = count
-        for item in batch:
-            kind = item.kind
-            if not hasattr(item, "payload"):  # SourceChanged: a new peer connection
-                self.assemblers[kind] = FrameAssembler(self.codecs[kind])
-                self.clocks[kind] = RtpClock(self.codecs[kind], self.call.call_start_ms)
+    def drain(self, out: _Batch) -> None:
+        """Take what the taps hold and record it."""
+        for kind, tap in list(self.taps.items()):
+            overflow = tap.overflow
+            self.overflow_unexplained[kind] += overflow - self.overflow_seen[kind]
+            self.overflow_seen[kind] = overflow
+            items = tap.drain()
+            if items:
+                self._process(kind, items, out)
+        if self.assemblers["video"].waiting_for_keyframe and "video" in self.started_tracks:
+            out.key_frames.add(self.participant_id)
+
+    # --- recorder thread ----------------------------------------------------------------
+
+    def _process(self, kind: str, items: list[Any], out: _Batch) -> None:
+        assembler = self.assemblers[kind]
+        clock = self.clocks[kind]
+        segmenter = self.segmenter
+        for item in items:
+            if type(item) is not TappedPacket:  # SourceChanged: a new peer connection
+                assembler = self.assemblers[kind] = FrameAssembler(self.codecs[kind])
+                clock = self.clocks[kind] = RtpClock(self.codecs[kind], self.call.call_start_ms)
                 continue
-            assembler = self.assemblers[kind]
             logged = len(assembler.gap_log)
             frames = assembler.feed(item)
-            for seq_from, seq_to, packets in assembler.gap_log[logged:]:
-                reason = "packet_loss"
-                if self.overflow_unexplained[kind] > 0:
-                    reason = "tap_overflow"
-                    self.overflow_unexplained[kind] = max(
-                        0, self.overflow_unexplained[kind] - packets
-                    )
-                gap = self._gap(kind, seq_from, seq_to, packets, item.arrival_ms, reason)
-                out.gaps.append(gap)
+            if len(assembler.gap_log) != logged:
+                for seq_from, seq_to, packets in assembler.gap_log[logged:]:
+                    reason = "packet_loss"
+                    if self.overflow_unexplained[kind] > 0:
+                        reason = "tap_overflow"
+                        self.overflow_unexplained[kind] = max(
+                            0, self.overflow_unexplained[kind] - packets
+                        )
+                    gap = self._gap(kind, seq_from, seq_to, packets, item.arrival_ms, reason)
+                    out.gaps.append(gap)
             for frame in frames:
-                pts = self.clocks[kind].to_ms(frame.rtp_timestamp, frame.arrival_ms)
+                pts = clock.to_ms(frame.rtp_timestamp, frame.arrival_ms)
                 if kind not in self.started_tracks:
                     self.started_tracks.add(kind)
                     out.committed.append(self._track_started(kind, pts))
                 self.frames[kind] += 1
-                for path in self.segmenter.add(kind, frame, pts):
-                    out.committed.append(self._commit_segment(self.segmenter.info[path]))
-                if kind == "video" and self.segmenter.due(pts):
-                    out.want_key_frame = True
-        if self.assemblers["video"].waiting_for_keyframe and "video" in self.started_tracks:
-            out.want_key_frame = True
-        return out
+                for path in segmenter.add(kind, frame, pts):
+                    out.committed.append(self._commit_segment(segmenter.info[path]))
+                if kind == "video" and segmenter.due(pts):
+                    out.key_frames.add(self.participant_id)
 
-    def _finish(self) -> _Batch:
-        out = _Batch()
+    def finish(self, out: _Batch) -> None:
+        """The call stops: whatever is queued, then the open segment and pending gaps."""
+        self.drain(out)
+        out.key_frames.discard(self.participant_id)
         for path in self.segmenter.close():
             out.committed.append(self._commit_segment(self.segmenter.info[path]))
         if self.pending_gaps:
             gaps, self.pending_gaps = self.pending_gaps, []
             for gap in gaps:
                 out.committed.append(self.call.commit_event({"type": "gap", **gap}))
-        return out
 
     def _gap(
         self,
@@ -279,7 +268,14 @@ class ParticipantRecorder:
 
 
 class CallRecorder:
-    """The recording of one call; one thread does all its file work, in order."""
+    """The recording of one call; one thread does all its file work, in order.
+
+    The thread wakes every `batch_s` (or at once for a job), drains every participant's
+    taps itself (`PacketTap.drain` is safe across threads) and hands results back with one
+    `call_soon_threadsafe` per round that has any: the event loop pays only for the packet
+    copies it queues. Jobs (event links, test hooks) run in that thread in submission
+    order, after the round's packets.
+    """
 
     def __init__(
         self,
@@ -305,9 +301,17 @@ class CallRecorder:
         self.spool = spool
         self.settings = settings
         self.on_batch = on_batch
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"recorder-{call_id[-8:]}")
         self.participants: dict[str, ParticipantRecorder] = {}
         self.stopped = False
+        self._loop = asyncio.get_running_loop()
+        self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._done: Future[None] = Future()
+        self._thread = threading.Thread(
+            target=self._run, name=f"recorder-{call_id[-8:]}", daemon=True
+        )
+        self._thread.start()
 
     # --- event loop side ----------------------------------------------------------------
 
@@ -317,13 +321,23 @@ class CallRecorder:
             return
         recorder = self.participants.get(participant_id)
         if recorder is None:
-            recorder = self.participants[participant_id] = ParticipantRecorder(self, participant_id)
+            recorder = ParticipantRecorder(self, participant_id)
         recorder.attach(media, kinds)
+        self.participants[participant_id] = recorder
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run `fn(*args)` in the recorder thread, after what is queued before it."""
+        future: Future[T] = Future()
+        if self._done.done():
+            future.set_exception(RuntimeError("the recorder has stopped"))
+            return future
+        self._jobs.append((lambda: fn(*args), future))
+        self._wake.set()
+        return future
 
     async def event(self, event: dict[str, Any]) -> Committed:
         """An event link (consent, joins, drops…), in order with the segment links."""
-        loop = asyncio.get_running_loop()
-        committed = await loop.run_in_executor(self.executor, self.commit_event, event)
+        committed = await asyncio.wrap_future(self.submit(self.commit_event, event))
         self.on_batch(self, [committed], [])
         return committed
 
@@ -332,33 +346,65 @@ class CallRecorder:
         await self.event({"type": "participant_dropped", "participant": participant_id})
         recorder = self.participants.get(participant_id)
         if recorder is not None:
-            loop = asyncio.get_running_loop()
-            gap = await loop.run_in_executor(
-                self.executor,
-                recorder._gap,
-                "video",
-                None,
-                None,
-                0,
-                at_ms,
-                "participant_dropped",
+            gap = await asyncio.wrap_future(
+                self.submit(recorder._gap, "video", None, None, 0, at_ms, "participant_dropped")
             )
             self.on_batch(self, [], [gap])
 
     async def stop(self) -> None:
         """Close every open segment (all of it linked and spooled) and stop the thread."""
         self.stopped = True
-        for recorder in self.participants.values():
-            recorder.stop()
-        tasks = [r.task for r in self.participants.values() if r.task is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._stopping = True
+        self._wake.set()
+        await asyncio.wrap_future(self._done)
 
     def close_executor(self) -> None:
-        self.executor.shutdown(wait=True)
+        """Wait for the thread to end (after `stop`)."""
+        self._thread.join()
 
-    def report(self, batch: _Batch) -> None:
+    def _report(self, batch: _Batch) -> None:
         if batch.committed or batch.gaps:
             self.on_batch(self, batch.committed, batch.gaps)
+        for participant_id in batch.key_frames:
+            recorder = self.participants.get(participant_id)
+            tap = recorder.taps.get("video") if recorder is not None else None
+            if tap is not None and not tap.closed:
+                tap.request_key_frame()
+
+    # --- recorder thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.wait(self.settings.batch_s)
+                self._wake.clear()
+                stopping = self._stopping
+                out = _Batch()
+                for recorder in list(self.participants.values()):
+                    self._guarded(recorder.finish if stopping else recorder.drain, out)
+                while self._jobs:
+                    job, future = self._jobs.popleft()
+                    if future.set_running_or_notify_cancel():
+                        try:
+                            future.set_result(job())
+                        except BaseException as err:
+                            future.set_exception(err)
+                if out:
+                    self._loop.call_soon_threadsafe(self._report, out)
+                if stopping:
+                    break
+        finally:
+            while self._jobs:  # submitted after the stop: refused, never left hanging
+                _, future = self._jobs.popleft()
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(RuntimeError("the recorder has stopped"))
+            self._loop.call_soon_threadsafe(_resolve, self._done)
+
+    def _guarded(self, step: Callable[[_Batch], None], out: _Batch) -> None:
+        try:
+            step(out)
+        except Exception:  # a bug or a disk failure: log it, keep recording the others
+            log.exception("recorder of call %s failed a step", self.call_id)
 
     # --- recorder thread ----------------------------------------------------------------
 

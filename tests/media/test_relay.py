@@ -141,7 +141,7 @@ async def test_call_details_and_metrics_carry_media_stats_and_a_tap_sees_key_fra
                 packet = await tap.get()
                 if packet.keyframe:
                     break
-        assert packet.codec == "vp8" and packet.kind == "video" and packet.payload
+        assert tap.codec == "vp8" and tap.kind == "video" and packet.payload
         service.add_person("root", "admin")
         token = await service.login("root")
         status, body = await service.http("GET", f"/api/calls/{call_id}", token=token)

@@ -240,7 +240,7 @@ async def test_a_recorder_that_falls_behind_records_the_gap_and_still_verifies(m
     try:
         await wait_segments(service, call_id, ids.values(), 1)
         recorder = recordings.recorders[call_id]
-        recorder.executor.submit(release.wait, 30)  # the recorder's thread is stuck elsewhere
+        recorder.submit(release.wait, 30)  # the recorder's thread is stuck elsewhere
         tap = recorder.participants[ids["caller"]].taps["video"]
         await asyncio.wait_for(tap.overflowed.wait(), 20)  # the call goes on meanwhile
         release.set()

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""The recorder thread's work in isolation: CPU per recorded participant-second.
+
+    .venv/bin/python bench/recorder_thread.py            # 120 s of media, ~10 s
+    .venv/bin/python bench/recorder_thread.py --seconds 600
+
+No server, no sockets: the clip of bench/relay.py (640x480 VP8 ~1 Mbit/s at 30 fps plus
+20 ms Opus packets) is packetized once as RTP payloads, then fed to the recorder's
+pure stages one after the other, each timed with process CPU time:
+
+- tap:      building the packet objects the event loop hands to a tap (per packet);
+- assemble: `FrameAssembler.feed` + `RtpClock.to_ms` (depayloading into frames);
+- mux:      `Segmenter.add` (stream copy into 10 s segments, each closed and fsynced);
+- hash:     SHA-256 of every closed segment (what the chain link needs).
+
+The figures are per second of one participant's media, to compare with the relay's
+cost per feed-second (bench/recording.py prints it, ~11.7 ms on the reference machine:
+10% of it is the recording budget). Printed, never checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiortc.codecs.vpx import Vp8Encoder  # noqa: E402
+
+from media import clips  # noqa: E402
+from media.router import TappedPacket  # noqa: E402
+from recorder.segmenter import FrameAssembler, RtpClock, Segmenter  # noqa: E402
+
+FPS = 30
+KEY_EVERY_S = 10  # the recorder asks for a key frame when a segment is due
+
+
+def packets(seconds: int) -> list[tuple[str, bytes, int, int, bool, bool, int]]:
+    """(kind, payload, rtp timestamp, sequence, marker, keyframe, arrival ms), in time order."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from relay_peer import make_video_clip
+
+    video = make_video_clip(fps=FPS, frames=30)
+    audio = clips.audio_clip(440)
+    out: list[tuple[float, tuple[str, bytes, int, int, bool, bool, int]]] = []
+    seq = {"video": 0, "audio": 0}
+    for index in range(seconds * FPS):
+        at_ms = index * 1000 // FPS
+        frame = video.frame(0, index % 30)
+        if index % (KEY_EVERY_S * FPS) == 0:
+            frame = video.key[index % 30]
+        payloads = Vp8Encoder._packetize(frame, index & 0x7FFF)
+        for n, payload in enumerate(payloads):
+            last = n == len(payloads) - 1
+            item = ("video", payload, index * 3000, seq["video"], last, n == 0, at_ms)
+            out.append((at_ms, item))
+            seq["video"] += 1
+    for index in range(seconds * 50):
+        at_ms = index * 20
+        payload = audio.packets[index % len(audio.packets)]
+        out.append((at_ms + 0.5, ("audio", payload, index * 960, seq["audio"], True, True, at_ms)))
+        seq["audio"] += 1
+    out.sort(key=lambda pair: pair[0])
+    return [item for _, item in out]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=120, help="media seconds to record")
+    args = parser.parse_args()
+    raw = packets(args.seconds)
+    media_s = args.seconds
+    # The input lists are far bigger than anything the recorder holds: keep the cyclic
+    # garbage collector from scanning them again and again inside the timed stages.
+    gc.collect()
+    gc.freeze()
+
+    t0 = time.process_time()
+    tapped = [(kind, TappedPacket(p, ts, seq, m, k, at)) for kind, p, ts, seq, m, k, at in raw]
+    tap_s = time.process_time() - t0
+
+    assemblers = {"video": FrameAssembler("vp8"), "audio": FrameAssembler("opus")}
+    rtp_clocks = {"video": RtpClock("vp8"), "audio": RtpClock("opus")}
+    t0 = time.process_time()
+    frames = []
+    for kind, packet in tapped:
+        for frame in assemblers[kind].feed(packet):
+            frames.append(
+                (kind, frame, rtp_clocks[kind].to_ms(frame.rtp_timestamp, frame.arrival_ms))
+            )
+    assemble_s = time.process_time() - t0
+    gc.freeze()
+
+    with tempfile.TemporaryDirectory(prefix="recorder-bench-") as tmp:
+        segmenter = Segmenter(Path(tmp), "vp8", 10.0)
+        closed = []
+        t0 = time.process_time()
+        for kind, frame, pts in frames:
+            closed.extend(segmenter.add(kind, frame, pts))
+        closed.extend(segmenter.close())
+        mux_s = time.process_time() - t0
+        t0 = time.process_time()
+        size = 0
+        for path in closed:
+            data = path.read_bytes()
+            size += len(data)
+            hashlib.sha256(data).hexdigest()
+        hash_s = time.process_time() - t0
+
+    total = tap_s + assemble_s + mux_s + hash_s
+    print(
+        f"media:    {media_s} s, {len(raw)} packets ({len(raw) / media_s:.0f}/s), "
+        f"{len(frames)} frames, {len(closed)} segments, {size / 1e6:.1f} MB"
+    )
+    for name, spent in (
+        ("tap", tap_s),
+        ("assemble", assemble_s),
+        ("mux", mux_s),
+        ("hash", hash_s),
+        ("total", total),
+    ):
+        print(
+            f"{name + ':':9} {spent * 1000 / media_s:6.3f} ms CPU per participant-second"
+            f"  ({spent * 1e6 / len(raw):5.2f} us per packet)"
+        )
+
+
+if __name__ == "__main__":
+    main()
