@@ -11,7 +11,12 @@ pure stages one after the other, each timed with process CPU time:
 - tap:      building the packet objects the event loop hands to a tap (per packet);
 - assemble: `FrameAssembler.feed` + `RtpClock.to_ms` (depayloading into frames);
 - mux:      `Segmenter.add` (stream copy into 10 s segments, each closed and fsynced);
-- hash:     SHA-256 of every closed segment (what the chain link needs).
+- hash:     SHA-256 of every closed segment (what the chain link needs);
+- record:   the recorder's whole path on the same packets, through `ParticipantRecorder`:
+            assembly, muxing, and per closed segment its hash, signed chain link, fsyncs
+            and spool commits (the thread's real work, called directly, no thread hops);
+- upload:   the server's `Uploader` draining that spool into the local object store
+            (hash/put/stat/read-back/retention per object; both its threads).
 
 The figures are per second of one participant's media, to compare with the relay's
 cost per feed-second (bench/recording.py prints it, ~11.7 ms on the reference machine:
@@ -21,6 +26,8 @@ cost per feed-second (bench/recording.py prints it, ~11.7 ms on the reference ma
 from __future__ import annotations
 
 import argparse
+import asyncio
+import datetime as dt
 import gc
 import hashlib
 import sys
@@ -34,7 +41,18 @@ from aiortc.codecs.vpx import Vp8Encoder  # noqa: E402
 
 from media import clips  # noqa: E402
 from media.router import TappedPacket  # noqa: E402
+from recorder.call_recorder import (  # noqa: E402
+    CallRecorder,
+    ParticipantRecorder,
+    RecorderSettings,
+    _Batch,
+)
+from recorder.chain_writer import ChainWriter  # noqa: E402
+from recorder.keyring import KeyRing  # noqa: E402
 from recorder.segmenter import FrameAssembler, RtpClock, Segmenter  # noqa: E402
+from recorder.spool import Spool  # noqa: E402
+from recorder.uploader import Uploader  # noqa: E402
+from storage.objects import LocalObjectStore  # noqa: E402
 
 FPS = 30
 KEY_EVERY_S = 10  # the recorder asks for a key frame when a segment is due
@@ -67,6 +85,61 @@ def packets(seconds: int) -> list[tuple[str, bytes, int, int, bool, bool, int]]:
         seq["audio"] += 1
     out.sort(key=lambda pair: pair[0])
     return [item for _, item in out]
+
+
+async def record_and_upload(tapped: list[tuple[str, TappedPacket]]) -> tuple[float, float, int]:
+    """CPU-s of the whole record path, then of uploading what it spooled; objects uploaded."""
+    with tempfile.TemporaryDirectory(prefix="recorder-bench-", dir=Path.cwd()) as tmp:
+        root = Path(tmp)
+        spool = Spool(root / "spool")
+        prefix = "calls/2026/11/bench/"
+        chain = ChainWriter(root / "work" / "objects", "bench", prefix, KeyRing(root / "keys"))
+        recorder = CallRecorder(
+            call_id="bench",
+            prefix=prefix,
+            call_start_ms=0,
+            video_codec="vp8",
+            workdir=root / "work",
+            chain=chain,
+            spool=spool,
+            settings=RecorderSettings(),
+            on_batch=lambda *_: None,
+        )
+        participant = ParticipantRecorder(recorder, "p1")
+        out = _Batch()
+        gc.collect()
+        gc.freeze()
+        t0 = time.process_time()
+        batch: dict[str, list[TappedPacket]] = {"video": [], "audio": []}
+        for kind, packet in tapped:  # rounds of 250 ms, as the recorder thread drains them
+            batch[kind].append(packet)
+            if len(batch["audio"]) >= 12:
+                for k in ("video", "audio"):
+                    participant._process(k, batch[k], out)
+                    batch[k] = []
+        for k in ("video", "audio"):
+            participant._process(k, batch[k], out)
+        for path in participant.segmenter.close():
+            out.committed.append(participant._commit_segment(participant.segmenter.info[path]))
+        record_s = time.process_time() - t0
+        await recorder.stop()
+        recorder.close_executor()
+
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+        uploader = Uploader(
+            spool,
+            LocalObjectStore(root / "objects"),
+            retention=lambda key: (until, "GOVERNANCE"),
+            on_uploaded=lambda key, info: None,
+        )
+        spool.pin(prefix)  # as during a call: the recorder keeps its files until the end
+        objects = len(spool.pending())
+        t0 = time.process_time()
+        uploader.start()
+        await uploader.wait_idle(600)
+        upload_s = time.process_time() - t0
+        await uploader.close()
+        return record_s, upload_s, objects
 
 
 def main() -> None:
@@ -112,16 +185,21 @@ def main() -> None:
             hashlib.sha256(data).hexdigest()
         hash_s = time.process_time() - t0
 
-    total = tap_s + assemble_s + mux_s + hash_s
+    record_s, upload_s, objects = asyncio.run(record_and_upload(tapped))
+
+    total = tap_s + record_s + upload_s
     print(
         f"media:    {media_s} s, {len(raw)} packets ({len(raw) / media_s:.0f}/s), "
         f"{len(frames)} frames, {len(closed)} segments, {size / 1e6:.1f} MB"
     )
+    print(f"objects:  {objects} uploaded")
     for name, spent in (
         ("tap", tap_s),
         ("assemble", assemble_s),
         ("mux", mux_s),
         ("hash", hash_s),
+        ("record", record_s),
+        ("upload", upload_s),
         ("total", total),
     ):
         print(

@@ -73,8 +73,12 @@ class TapProvider(Protocol):
 
 
 class SpoolLike(Protocol):
-    def commit_file(self, key: str, src_path: Path) -> Any: ...
-    def commit_bytes(self, key: str, data: bytes) -> Any: ...
+    def commit_file(
+        self, key: str, src_path: Path, *, sha256: str | None = ..., synced: bool = ...
+    ) -> Any: ...
+    def commit_files(
+        self, files: list[tuple[str, Path, str | None]], *, synced: bool = ...
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -259,11 +263,8 @@ class ParticipantRecorder:
         )
         # The link is durable first; then the segment joins the spool (a hard link: the
         # recorder keeps its copy to build the replay file after the call).
-        staged = info.path.with_name(info.path.name + ".spool")
-        if staged.exists():
-            staged.unlink()
-        os.link(info.path, staged)
-        self.call.spool.commit_file(key, staged)
+        staged = _stage(info.path)
+        self.call.spool.commit_file(key, staged, sha256=digest, synced=True)
         return committed
 
 
@@ -418,14 +419,27 @@ class CallRecorder:
     ) -> Committed:
         index, link_hash, keys = append(self.chain)
         objects = list(extra)
+        staged: list[tuple[str, Path, str | None]] = []
         for key in keys:
-            data = (self.workdir / "objects" / key).read_bytes()
-            self.spool.commit_bytes(key, data)
+            path = self.workdir / "objects" / key
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
             kind = "signature" if key.endswith(".sig") else "link"
-            objects.append(
-                StoredObject(key, kind, None, len(data), hashlib.sha256(data).hexdigest())
-            )
+            objects.append(StoredObject(key, kind, None, len(data), digest))
+            staged.append((key, _stage(path), digest))
+        # The chain writer made the files durable: the spool takes hard links of them.
+        self.spool.commit_files(staged, synced=True)
         return Committed(index, link_hash, tuple(objects))
+
+
+def _stage(path: Path) -> Path:
+    """A hard link to a durable file, for the spool to move into place; the original stays
+    (the recorder builds the replay files, and the chain writer reopens its chain, from
+    them). Hidden and `.tmp`: a crash before the spool takes it leaves nothing adopted."""
+    staged = path.with_name(f".{path.name}.spool.tmp")
+    staged.unlink(missing_ok=True)
+    os.link(path, staged)
+    return staged
 
 
 def remove_workdir(workdir: Path) -> None:

@@ -388,7 +388,9 @@ class ChainWriter:
         """Write `key` then its `.sig`; on failure leave no half link behind."""
         doc = self.path(key)
         try:
-            write_atomic(doc, data)
+            # One directory fsync, after the .sig, makes both names durable: a crash may
+            # leave either alone, and opening the chain moves such a torn tail aside.
+            write_atomic(doc, data, sync_dir=False)
         except OSError as err:
             raise ChainWriterError(f"cannot write {key}: {err}") from err
         try:

@@ -20,11 +20,12 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, sync_dir: bool = True) -> None:
     """Replace `path` with `data` durably: hidden temp file, fsync, rename, fsync directory.
 
     Readers see the old file or the whole new one, never a part; the temp file is hidden
-    (a leading dot) so stores and uploaders skip it.
+    (a leading dot) so stores and uploaders skip it. `sync_dir=False` leaves the directory
+    fsync to the caller (one for several files written in a row).
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -38,7 +39,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_path(path.parent)
+    if sync_dir:
+        fsync_path(path.parent)
 
 
 def file_digest(path: Path) -> tuple[int, str]:

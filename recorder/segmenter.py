@@ -450,6 +450,9 @@ class SegmentInfo:
     size: tuple[int, int] | None
 
 
+_NOTHING: list[Path] = []  # returned, never changed: no segment closed
+
+
 class Segmenter:
     """Cuts one participant's frames (audio and video) into numbered segment files.
 
@@ -558,6 +561,17 @@ class Segmenter:
         return done
 
     def add(self, kind: str, frame: Frame, pts_ms: int) -> list[Path]:
+        writer = self._writer
+        # The common case first, in few calls (it runs for every frame recorded): a frame
+        # that goes into the open, started segment and closes nothing.
+        if writer is not None and writer._container is not None:
+            if kind == "audio":
+                if self._has_video or pts_ms - writer.start_pts_ms < self.target_ms:
+                    writer._mux("audio", frame.data, pts_ms, True)
+                    return _NOTHING
+            elif not frame.keyframe and self._has_video:
+                writer._mux("video", frame.data, pts_ms, False)
+                return _NOTHING
         if kind == "video":
             return self.add_video(frame, pts_ms)
         return self.add_audio(frame, pts_ms)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import filecmp
+import hashlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from recorder.files import fsync_path
@@ -58,12 +59,17 @@ class SpoolError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SpoolEntry:
-    """One committed file; `mtime` is its commit time (seconds since the epoch)."""
+    """One committed file; `mtime` is its commit time (seconds since the epoch).
+
+    `sha256` is the digest the committer vouched for (the one its chain link names), so the
+    uploader need not hash the file again; None after a restart (the scan does not hash).
+    """
 
     key: str
     path: Path
     size: int
     mtime: float
+    sha256: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,35 +215,56 @@ class Spool:
         with self._lock, contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
-    def commit_file(self, key: str, src_path: Path) -> SpoolEntry:
+    def commit_file(
+        self, key: str, src_path: Path, *, sha256: str | None = None, synced: bool = False
+    ) -> SpoolEntry:
         """Move a closed file into the spool as `key`, durably. Committing a key again with
-        the same content is a no-op (the source is still consumed); other content is refused."""
-        target = self.path(key)
-        src = Path(src_path)
-        existing = self._existing(key)
-        if existing is not None:
-            if not filecmp.cmp(src, existing.path, shallow=False):
-                raise SpoolError(f"{key} is already spooled with other content")
-            src.unlink()
-            return existing
-        fsync_path(src)
+        the same content is a no-op (the source is still consumed); other content is refused.
+        `synced`: the caller has fsynced the file's bytes, and the name it leaves behind needs
+        no durability (a hard link made for the spool)."""
+        return self.commit_files([(key, Path(src_path), sha256)], synced=synced)[0]
+
+    def commit_files(
+        self, files: list[tuple[str, Path, str | None]], *, synced: bool = False
+    ) -> list[SpoolEntry]:
+        """`commit_file` for several (key, path, sha256) at once, in order: one fsync per
+        directory changed rather than one per file."""
+        entries: dict[str, SpoolEntry] = {}
+        moved: list[tuple[Path, Path, str, str | None]] = []
+        for key, src, sha256 in files:
+            existing = self._existing(key)
+            if existing is not None:
+                if not filecmp.cmp(src, existing.path, shallow=False):
+                    raise SpoolError(f"{key} is already spooled with other content")
+                src.unlink()
+                entries[key] = existing
+                continue
+            if not synced:
+                fsync_path(src)
+            moved.append((src, self.path(key), key, sha256))
+        fresh: list[SpoolEntry] = []
         with self._lock:
-            self._refuse_race(key)
-            self._make_parents(target)
-            ns = self._next_ns()
-            os.utime(src, ns=(ns, ns))
-            try:
-                os.replace(src, target)
-            except OSError as err:
-                if err.errno != errno.EXDEV:
-                    raise SpoolError(f"cannot spool {src} as {key}: {err}") from err
-                self._move_across_devices(src, target, ns)
-            fsync_path(target.parent)
-            if src.parent != target.parent:
-                fsync_path(src.parent)
-            entry = self._add(key, target, ns)
-        self._notify(entry)
-        return entry
+            dirs: dict[Path, None] = {}
+            for src, target, key, sha256 in moved:
+                self._refuse_race(key)
+                self._make_parents(target)
+                ns = self._next_ns()
+                os.utime(src, ns=(ns, ns))
+                try:
+                    os.replace(src, target)
+                except OSError as err:
+                    if err.errno != errno.EXDEV:
+                        raise SpoolError(f"cannot spool {src} as {key}: {err}") from err
+                    self._move_across_devices(src, target, ns)
+                dirs[target.parent] = None
+                if not synced and src.parent != target.parent:
+                    dirs[src.parent] = None
+                fresh.append(entries.setdefault(key, self._add(key, target, ns, sha256)))
+            for directory in dirs:
+                fsync_path(directory)
+        for entry in fresh:
+            self._notify(entry)
+        return [entries[key] for key, _, _ in files]
 
     def commit_bytes(self, key: str, data: bytes) -> SpoolEntry:
         """Write `data` as `key` (temp file, fsync, rename, fsync dirs). Same rule as
@@ -257,7 +284,7 @@ class Spool:
                 os.utime(tmp, ns=(ns, ns))
                 os.replace(tmp, target)
                 fsync_path(target.parent)
-                entry = self._add(key, target, ns)
+                entry = self._add(key, target, ns, hashlib.sha256(data).hexdigest())
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -318,8 +345,8 @@ class Spool:
         self._last_ns = max(time.time_ns(), self._last_ns + 1)
         return self._last_ns
 
-    def _add(self, key: str, path: Path, ns: int) -> SpoolEntry:
-        entry = SpoolEntry(key, path, path.stat().st_size, ns / 1e9)
+    def _add(self, key: str, path: Path, ns: int, sha256: str | None = None) -> SpoolEntry:
+        entry = SpoolEntry(key, path, path.stat().st_size, ns / 1e9, sha256)
         self._pending[key] = entry
         self._pending_bytes += entry.size
         return entry

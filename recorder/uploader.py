@@ -47,8 +47,6 @@ logger = logging.getLogger(__name__)
 GOVERNANCE = "GOVERNANCE"
 COMPLIANCE = "COMPLIANCE"
 MIB = 1024 * 1024
-# Files up to this size are sent from memory: one request carries the bytes and their hash.
-INLINE_MAX_BYTES = 64 * MIB
 CHUNK = MIB
 CONTENT_TYPES = {
     "webm": "video/webm",
@@ -448,27 +446,37 @@ class Uploader:
 
     async def _upload(self, entry: SpoolEntry, attempt: int) -> tuple[ObjectInfo, bool]:
         """Send (if needed) and verify one file; returns its info and whether it was
-        already stored. Raises on failure; the spool keeps the file."""
+        already stored. Raises on failure; the spool keeps the file. The store calls run
+        in the worker thread as one job (one wake-up of the event loop per file)."""
+        verified, present = await self._blocking(self._transfer, entry, attempt)
+        if self._on_uploaded is not None:
+            self._on_uploaded(entry.key, verified)
+        self._spool.done(entry.key)
+        return verified, present
+
+    def _transfer(self, entry: SpoolEntry, attempt: int) -> tuple[ObjectInfo, bool]:
+        """Worker thread: steps 1-4 of the module docstring but the spool's release."""
         key = entry.key
         local = self._hashes.get(key)
         if local is None:
-            local = await self._blocking(_hash_file, entry.path)
+            # The committer's digest (the chain link's) when the spool has it: a spool file
+            # damaged since then fails the read-back instead of being uploaded as is.
+            local = (entry.size, entry.sha256) if entry.sha256 else _hash_file(entry.path)
             self._hashes[key] = local
         verified: ObjectInfo | None = None
         present = False
-        existing = await self._blocking(self._stat_or_none, key)
+        existing = self._stat_or_none(key)
         if existing is not None:
-            if await self._blocking(self._verify, existing, local):
+            if self._verify(existing, local):
                 verified, present = existing, True
             else:
                 self._count_reupload(key, attempt, "another object is stored under this key")
-                await self._blocking(self._delete_if_allowed, key)
+                self._delete_if_allowed(key)
         sends = 0
         while verified is None:
             sends += 1
-            await self._blocking(self._put, entry)
-            info = await self._blocking(self._store.stat, key)
-            if await self._blocking(self._verify, info, local):
+            info = self._put(entry, local[1])
+            if self._verify(info, local):
                 verified = info
             elif sends >= self._verify_attempts:
                 raise ObjectStoreError(
@@ -478,15 +486,12 @@ class Uploader:
                 )
             else:
                 self._count_reupload(key, attempt, "read-back differs from the spooled file")
-                await self._blocking(self._delete_if_allowed, key)
+                self._delete_if_allowed(key)
         if self._retention is not None:
             retain_until, mode = self._retention(key)
             if retain_until is not None and not _retained(verified, retain_until, mode):
-                await self._blocking(self._store.set_retention, key, retain_until, mode)
-                verified = await self._blocking(self._store.stat, key)
-        if self._on_uploaded is not None:
-            self._on_uploaded(key, verified)
-        self._spool.done(key)
+                self._store.set_retention(key, retain_until, mode)
+                verified = self._store.stat(key)
         return verified, present
 
     def _count_reupload(self, key: str, attempt: int, why: str) -> None:
@@ -526,14 +531,13 @@ class Uploader:
         with contextlib.suppress(ObjectNotFound, ObjectLocked):
             self._store.delete(key)
 
-    def _put(self, entry: SpoolEntry) -> None:
-        ctype = content_type(entry.key)
-        if entry.size <= INLINE_MAX_BYTES:
-            try:
-                data = entry.path.read_bytes()
-            except OSError as err:
-                raise _LocalFileError(f"spool file unreadable: {err}") from err
-            self._store.put(entry.key, data, content_type=ctype)
-            return
-        with entry.path.open("rb") as f:
-            self._store.put(entry.key, f, entry.size, content_type=ctype)
+    def _put(self, entry: SpoolEntry, sha256: str) -> ObjectInfo:
+        """Store the spooled file under its key; returns what the store says it holds."""
+        try:
+            with entry.path.open("rb"):
+                pass  # unreadable here is the spool's problem, not the store's
+        except OSError as err:
+            raise _LocalFileError(f"spool file unreadable: {err}") from err
+        return self._store.put_file(
+            entry.key, entry.path, entry.size, sha256=sha256, content_type=content_type(entry.key)
+        )

@@ -221,6 +221,38 @@ def test_put_onto_unlocked_key_replaces_it(object_store: ObjectStore) -> None:
     assert info.sha256 == hashlib.sha256(b"second").hexdigest()
 
 
+def test_put_file_stores_the_file_with_the_callers_hash(
+    object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """The uploader's path: a closed local file stored as is, its hash the caller's digest;
+    the source file stays untouched and the stored bytes read back equal."""
+    data = os.urandom(300_000)
+    src = tmp_path / "spooled.webm"
+    src.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    info = object_store.put_file(KEY, src, len(data), sha256=digest, content_type="video/webm")
+    assert (info.key, info.size, info.sha256, info.content_type) == (
+        KEY,
+        len(data),
+        digest,
+        "video/webm",
+    )
+    assert object_store.get(KEY) == data
+    assert src.read_bytes() == data
+    src.unlink()  # the spool lets its copy go: the object stays
+    assert object_store.get(KEY) == data
+
+
+def test_put_file_onto_a_retained_key_is_refused(object_store: ObjectStore, tmp_path: Path) -> None:
+    until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    object_store.put(KEY, b"evidence", retain_until=until)
+    forgery = tmp_path / "forgery"
+    forgery.write_bytes(b"forgery")
+    with pytest.raises(ObjectLocked):
+        object_store.put_file(KEY, forgery, 7, sha256=hashlib.sha256(b"forgery").hexdigest())
+    assert object_store.get(KEY) == b"evidence"
+
+
 def test_set_retention_after_the_write(object_store: ObjectStore) -> None:
     """Retention set on a stored object locks it; it may be extended, never shortened."""
     object_store.put(KEY, b"evidence")
@@ -299,6 +331,47 @@ def test_local_files_and_sidecar_layout(tmp_path: Path) -> None:
     assert path.read_bytes() == b"abc"
     assert (tmp_path / (KEY + ".meta.json")).is_file()
     assert sorted(p.name for p in path.parent.iterdir()) == ["000001.webm", "000001.webm.meta.json"]
+
+
+def test_local_put_file_links_on_one_file_system_and_copies_across(
+    tmp_path: Path,
+) -> None:
+    """On the store's file system the object is a hard link to the (durable) spool file, so
+    no bytes are written again; from another file system (/dev/shm is its own tmpfs) the
+    bytes are copied. Either way only the object and its sidecar remain."""
+    store = LocalObjectStore(tmp_path / "objects")
+    src = tmp_path / "spooled"
+    src.write_bytes(b"segment bytes")
+    digest = hashlib.sha256(b"segment bytes").hexdigest()
+    store.put_file(KEY, src, 13, sha256=digest)
+    assert os.path.samefile(src, tmp_path / "objects" / KEY)
+    other = Path("/dev/shm") / f"put-file-{os.getpid()}"
+    other.write_bytes(b"other bytes")
+    try:
+        assert os.stat(other).st_dev != os.stat(tmp_path).st_dev
+        key2 = KEY.replace("000001", "000002")
+        info = store.put_file(key2, other, 11, sha256=hashlib.sha256(b"other bytes").hexdigest())
+        assert info.size == 11 and store.get(key2) == b"other bytes"
+        assert not os.path.samefile(other, tmp_path / "objects" / key2)
+    finally:
+        other.unlink()
+    names = sorted(p.name for p in (tmp_path / "objects" / KEY).parent.iterdir())
+    assert names == [
+        "000001.webm",
+        "000001.webm.meta.json",
+        "000002.webm",
+        "000002.webm.meta.json",
+    ]
+
+
+def test_local_put_file_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    src = tmp_path / "spooled"
+    src.write_bytes(b"abc")
+    with pytest.raises(ObjectStoreError, match="not 10 bytes"):
+        store.put_file(KEY, src, 10, sha256="0" * 64)
+    assert not store.exists(KEY)
+    assert [p for p in (tmp_path / "objects").rglob("*") if p.is_file()] == []
 
 
 def test_local_retention_expires(tmp_path: Path) -> None:
