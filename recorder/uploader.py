@@ -485,6 +485,14 @@ class Uploader:
                     key=key,
                 )
             else:
+                if entry.sha256 and sends == 1 and _hash_file(entry.path) != local:
+                    # Not the store's fault: the spool file changed after its commit (the
+                    # local store may even share its inode). Hold it back for an operator.
+                    self._delete_if_allowed(key)
+                    raise _LocalFileError(
+                        "spool file differs from the digest committed for it (sha256 "
+                        f"{local[1][:16]}…): damaged on local disk"
+                    )
                 self._count_reupload(key, attempt, "read-back differs from the spooled file")
                 self._delete_if_allowed(key)
         if self._retention is not None:

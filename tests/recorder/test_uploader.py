@@ -243,6 +243,32 @@ async def test_locked_object_with_other_content_holds_only_its_key(
     assert any(f"upload held back: key={blocked} attempt=1" in r.message for r in caplog.records)
 
 
+async def test_a_spool_file_damaged_after_its_commit_is_held_not_uploaded(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    """The spool keeps the digest committed with a file (the chain link's): a file changed on
+    local disk afterwards is never stored as verified; its key is held back with a warning
+    naming the spool, and the files after it still go."""
+    spool = Spool(tmp_path / "spool")
+    damaged, later = f"{P}p1/000001.webm", f"{P}p1/000002.webm"
+    src = tmp_path / "segment"
+    src.write_bytes(b"the segment as linked")
+    spool.commit_file(damaged, src, sha256=sha(b"the segment as linked"))
+    spool.commit_bytes(later, b"the next segment")
+    with open(spool.path(damaged), "r+b") as f:  # bit rot, or someone's edit
+        f.write(b"X")
+    async with running(fast_uploader(spool, store, retention=retention)) as up:
+        st = await up.wait_until(lambda s: s.uploaded_count == 1 and s.held == 1, 30)
+        assert any(
+            w.startswith(f"upload of {damaged} held back") and "damaged on local disk" in w
+            for w in up.warnings()
+        ), up.warnings()
+        assert [e.key for e in spool.pending()] == [damaged]
+    assert not store.exists(damaged)
+    assert store.get(later) == b"the next segment"
+    assert st.reuploads == 0
+
+
 async def test_storage_outage_refused_then_silent_loses_nothing(
     tls_proxy: TcpProxy, moto_tls: S3Server, tmp_path: Path
 ) -> None:
