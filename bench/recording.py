@@ -116,6 +116,7 @@ QUICK = {"calls": 2, "duration": 8.0, "warmup": 2.0, "reps": 1, "long_call_s": 2
          "upload_mb": 30.0}  # fmt: skip
 UPLOADED_RE = re.compile(r"^uploaded: key=(\S+) size=(\d+)")
 COMMITTED_RE = re.compile(r"^segment committed: key=(\S+) size=(\d+)")
+THREAD_RE = re.compile(r"^recorder thread of call \S+: (\d+) rounds, ([\d.]+) CPU-s")
 S3_ACCESS_KEY = "bench-access"
 S3_SECRET_KEY = "bench-secret"
 
@@ -154,6 +155,8 @@ class ServerLog:
         self.started: set[str] = set()  # call ids whose recording started
         self.manifests: dict[str, float] = {}  # call id -> manifest.sig uploaded (monotonic)
         self.problems: list[str] = []  # warning and above
+        self.thread_rounds = 0  # recorder threads' own count and CPU clock, whole calls
+        self.thread_cpu_s = 0.0
         self.lines = 0
         self._changed = asyncio.Event()
 
@@ -177,6 +180,9 @@ class ServerLog:
                 self._changed.set()
         elif m := COMMITTED_RE.match(msg):
             self.commits.append(LogEvent(now, msg, m[1], int(m[2])))
+        elif m := THREAD_RE.match(msg):
+            self.thread_rounds += int(m[1])
+            self.thread_cpu_s += float(m[2])
         elif msg.startswith("recording started"):
             self.started.add(str(rec.get("call_id")))
         elif msg.startswith("recording closed"):
@@ -490,6 +496,12 @@ async def cpu_run(mode: str, rep: int, args: argparse.Namespace, tmp: Path) -> R
                 f" last manifest {close_cpu:.2f} CPU-s in {tc - th:.1f} s ="
                 f" {run.fig['close_cpf']:.4f} CPU-s per recorded feed-second"
                 f" ({feed_s:.0f} feed-s recorded)"
+            )
+            out(
+                f"            recorder threads by their own clock (whole calls, set-up to close):"
+                f" {log.thread_cpu_s:.2f} CPU-s in {log.thread_rounds} rounds ="
+                f" {log.thread_cpu_s / feed_s * 1000 if feed_s > 0 else math.nan:.2f} ms per"
+                " recorded feed-second"
             )
             results = []
             for call_id in sorted(call_ids):

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -304,6 +305,8 @@ class CallRecorder:
         self.on_batch = on_batch
         self.participants: dict[str, ParticipantRecorder] = {}
         self.stopped = False
+        self.rounds = 0  # the thread's rounds, and their CPU time (its own, exact)
+        self.cpu_s = 0.0
         self._loop = asyncio.get_running_loop()
         self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._wake = threading.Event()
@@ -379,6 +382,7 @@ class CallRecorder:
             while True:
                 self._wake.wait(self.settings.batch_s)
                 self._wake.clear()
+                started = time.thread_time()
                 stopping = self._stopping
                 out = _Batch()
                 for recorder in list(self.participants.values()):
@@ -392,9 +396,17 @@ class CallRecorder:
                             future.set_exception(err)
                 if out:
                     self._loop.call_soon_threadsafe(self._report, out)
+                self.rounds += 1
+                self.cpu_s += time.thread_time() - started
                 if stopping:
                     break
         finally:
+            log.info(
+                "recorder thread of call %s: %d rounds, %.3f CPU-s",
+                self.call_id,
+                self.rounds,
+                self.cpu_s,
+            )
             while self._jobs:  # submitted after the stop: refused, never left hanging
                 _, future = self._jobs.popleft()
                 if future.set_running_or_notify_cancel():
