@@ -1,7 +1,8 @@
 """Device enrolment: the link and QR code an admin shows, and the failure throttle.
 
 Pure apart from drawing the QR code (segno, in memory). The codes themselves are made,
-hashed and redeemed by the metadata store; the HTTP handlers are in `signaling.http_api`.
+hashed and redeemed by the metadata store (which refuses a code of another device kind
+without spending it); the HTTP handlers are in `signaling.http_api`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,29 @@ from collections import OrderedDict, deque
 
 import segno
 
+from signaling.errors import SignalingError
+
 # The page a device of each kind opens to enrol (the app serves web/ under /web/); the code
 # travels in the fragment, so it never reaches a server log or a Referer header.
 ENROLMENT_PAGES = {"kiosk": "/web/kiosk.html", "station": "/web/station.html"}
 
 _CODE = re.compile(r"[0-9]{8}")
 _SEPARATORS = re.compile(r"[\s-]")
+
+
+class WrongDeviceKind(SignalingError):
+    """`POST /api/enrol` with a `kind`: the code is valid but made for a device of another
+    kind (a kiosk's code typed on a station). Nothing is spent; the code still enrols its
+    own device."""
+
+    code = "wrong_device_kind"
+    http_status = 409
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(
+            f"this code is not for a {kind}; enrol this device with a code made for it"
+        )
+        self.kind = kind
 
 
 def enrolment_link(origin: str, kind: str, code: str) -> str:

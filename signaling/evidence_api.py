@@ -165,10 +165,17 @@ async def get_original(request: web.Request) -> web.StreamResponse:
 
 
 async def storage_warnings(request: web.Request) -> web.Response:
+    """`items`: each warning's code, parameters and English message; `warnings`: the
+    messages alone (what this answered before the codes)."""
     _require(request, "warnings.read")
     recordings = request.app[HUB].recordings
+    items = recordings.warnings()
     return web.json_response(
-        {"warnings": recordings.warnings(), "recording_gaps": recordings.gap_count}
+        {
+            "warnings": [item["message"] for item in items],
+            "items": items,
+            "recording_gaps": recordings.gap_count,
+        }
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +18,13 @@ from aiohttp import web
 
 from signaling import evidence_api
 from signaling.dispatch import WAITING_STATES, CallState
-from signaling.enrolment import FailureThrottle, enrolment_link, normalise_code, qr_svg
+from signaling.enrolment import (
+    FailureThrottle,
+    WrongDeviceKind,
+    enrolment_link,
+    normalise_code,
+    qr_svg,
+)
 from signaling.errors import (
     AuthFailed,
     BadRequest,
@@ -54,7 +61,7 @@ from signaling.permissions import (
 )
 from signaling.views import bookmark_view, health_view, outcome_view, rating_view
 from storage import errors as storage_errors
-from storage.records import CallRecord
+from storage.records import CallRecord, Case
 
 log = logging.getLogger(__name__)
 
@@ -202,36 +209,42 @@ async def me(request: web.Request) -> web.Response:
 # --- directory ------------------------------------------------------------------------
 
 
+def _live_availability(request: web.Request, account_id: str) -> str:
+    """An expert as a caller would see them: offline, away, available (free) or busy."""
+    dispatcher = request.app[HUB].dispatcher
+    live = dispatcher.experts.get(account_id)
+    if live is None or not live.online:
+        return "offline"
+    if live.availability.value == "away":
+        return "away"
+    return "available" if dispatcher.is_free(account_id) else "busy"
+
+
 async def list_experts(request: web.Request) -> web.Response:
     _require(request, "experts.list")
-    dispatcher = request.app[HUB].dispatcher
-    experts = []
-    for profile in request.app[STORE].list_experts():
-        if profile.disabled:
-            continue
-        live = dispatcher.experts.get(profile.account_id)
-        if live is None or not live.online:
-            availability = "offline"
-        elif live.availability.value == "away":
-            availability = "away"
-        elif dispatcher.is_free(profile.account_id):
-            availability = "available"
-        else:
-            availability = "busy"
-        experts.append(
-            {
-                "id": profile.account_id,
-                "display_name": profile.display_name,
-                "specialties": list(profile.specialties),
-                "availability": availability,
-            }
-        )
+    experts = [
+        {
+            "id": profile.account_id,
+            "display_name": profile.display_name,
+            "specialties": list(profile.specialties),
+            "availability": _live_availability(request, profile.account_id),
+        }
+        for profile in request.app[STORE].list_experts()
+        if not profile.disabled
+    ]
     return web.json_response({"experts": experts})
 
 
 async def list_dispute_types(request: web.Request) -> web.Response:
-    _require(request, "dispute_types.list")
-    types = [_record(t) for t in request.app[STORE].list_dispute_types()]
+    """Active types for everyone; `?all=1` adds the inactive ones, for admins only."""
+    principal = _require(request, "dispute_types.list")
+    everything = request.query.get("all", "0")
+    if everything not in ("0", "1"):
+        raise BadRequest("all must be 0 or 1")
+    if everything == "1" and not may(principal.role, "dispute_types.manage"):
+        raise Forbidden(f"{principal.role} may not list inactive dispute types")
+    store = request.app[STORE]
+    types = [_record(t) for t in store.list_dispute_types(include_inactive=everything == "1")]
     return web.json_response({"dispute_types": types})
 
 
@@ -326,6 +339,15 @@ async def get_call(request: web.Request) -> web.Response:
     return web.json_response({"call": view})
 
 
+def _case_json(request: web.Request, case: Case, records: list[CallRecord]) -> dict[str, Any]:
+    """A case with its latest outcome and the given calls of it (those the caller may read)."""
+    return {
+        **_record(case),
+        "outcome": outcome_view(request.app[STORE].get_case_outcome(case.id)),
+        "calls": _calls_json(request, records),
+    }
+
+
 async def get_case(request: web.Request) -> web.Response:
     """A case with its latest outcome and the calls of it the principal may read."""
     principal = _require(request, "calls.read")
@@ -334,16 +356,41 @@ async def get_case(request: web.Request) -> web.Response:
     records = store.list_calls(**_call_filter(principal), case_id=case_id, limit=1000)
     if not records:
         raise NotFound("case", case_id)
-    case = store.get_case(case_id)
-    return web.json_response(
-        {
-            "case": {
-                **_record(case),
-                "outcome": outcome_view(store.get_case_outcome(case_id)),
-                "calls": _calls_json(request, records),
-            }
-        }
-    )
+    return web.json_response({"case": _case_json(request, store.get_case(case_id), records)})
+
+
+class InvalidCaseNumber(BadRequest):
+    """`GET /api/cases?number=` without a number, or with one no case can have."""
+
+    code = "invalid_case_number"
+
+
+# What storage.MetadataStore.create_case makes: `{district}-{year}-{n:05d}`.
+CASE_NUMBER = re.compile(r"[0-9A-Z]{1,16}-[0-9]{4}-[0-9]{5,9}")
+
+
+def _case_number(request: web.Request) -> str:
+    """The `number` query parameter, trimmed and upper-cased; else InvalidCaseNumber."""
+    typed = request.query.get("number", "").strip().upper()
+    if not typed:
+        raise InvalidCaseNumber("number is required: GET /api/cases?number=<case number>")
+    if CASE_NUMBER.fullmatch(typed) is None:
+        raise InvalidCaseNumber("number must be a case number such as 012345-2025-00001")
+    return typed
+
+
+async def find_cases(request: web.Request) -> web.Response:
+    """The case with this number, if the principal may read one of its calls (as for
+    `GET /api/cases/{case_id}`): a list of one, or empty."""
+    principal = _require(request, "cases.find")
+    store = request.app[STORE]
+    case = store.find_case_by_number(_case_number(request))
+    found = []
+    if case is not None:
+        records = store.list_calls(**_call_filter(principal), case_id=case.id, limit=1000)
+        if records:
+            found.append(_case_json(request, case, records))
+    return web.json_response({"cases": found})
 
 
 async def get_notice(request: web.Request) -> web.Response:
@@ -439,6 +486,37 @@ async def admin_set_expert(request: web.Request) -> web.Response:
     return web.json_response({"expert": _record(profile)})
 
 
+async def admin_list_experts(request: web.Request) -> web.Response:
+    """Every expert account (disabled ones too) with the profile and the live presence."""
+    _require(request, "accounts.manage")
+    dispatcher = request.app[HUB].dispatcher
+    experts = []
+    for profile in request.app[STORE].list_experts():
+        live = dispatcher.experts.get(profile.account_id)
+        presence = (
+            None
+            if live is None
+            else {
+                "online": live.online,
+                "availability": live.availability.value,
+                "activity": dispatcher.activity(profile.account_id).value,
+            }
+        )
+        experts.append(
+            {
+                "id": profile.account_id,
+                "username": profile.username,
+                "display_name": profile.display_name,
+                "specialties": list(profile.specialties),
+                "on_duty": profile.on_duty,
+                "disabled": profile.disabled,
+                "availability": _live_availability(request, profile.account_id),
+                "presence": presence,
+            }
+        )
+    return web.json_response({"experts": experts})
+
+
 async def admin_list_devices(request: web.Request) -> web.Response:
     _require(request, "devices.manage")
     store, hub = request.app[STORE], request.app[HUB]
@@ -523,13 +601,16 @@ async def enrol(request: web.Request) -> web.Response:
         return response
     body = await _json_body(request)
     typed = _field(body, "code")
+    kind = _field(body, "kind", required=False)  # the kind of device enrolling, if it says
+    if kind is not None and kind not in DEVICE_KINDS:
+        raise BadRequest(f"kind must be one of {sorted(DEVICE_KINDS)}")
     code = normalise_code(typed) if len(typed) <= 32 else None
     refused: storage_errors.EnrolmentRefused | None = None
     with store.transaction():
         try:
             if code is None:
                 raise storage_errors.EnrolmentRefused("malformed")
-            device, token = store.redeem_enrolment_code(code)
+            device, token = store.redeem_enrolment_code(code, kind)
         except storage_errors.EnrolmentRefused as err:
             refused = err
             store.append_audit(
@@ -548,6 +629,8 @@ async def enrol(request: web.Request) -> web.Response:
     if refused is not None:
         throttle.record_failure(ip, now)
         log.info("enrolment refused (%s) from %s", refused.reason, ip)
+        if refused.reason == "wrong_kind" and kind is not None:
+            raise WrongDeviceKind(kind)
         raise EnrolmentFailed("the code is wrong, used or expired; ask for a new one")
     hub.revoke(device.id)  # connections on the old token end (close 4004)
     log.info("device %s enrolled (token generation %d)", device.id, device.token_generation)
@@ -637,6 +720,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/dispute-types", list_dispute_types)
     r.add_get("/api/calls", list_calls)
     r.add_get("/api/calls/{call_id}", get_call)
+    r.add_get("/api/cases", find_cases)
     r.add_get("/api/cases/{case_id}", get_case)
     r.add_get("/api/notice", get_notice)
     r.add_post("/api/enrol", enrol)
@@ -645,6 +729,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(
         "/api/admin/accounts/{account_id}/{action:disable|enable}", admin_set_account_disabled
     )
+    r.add_get("/api/admin/experts", admin_list_experts)
     r.add_put("/api/admin/experts/{account_id}", admin_set_expert)
     r.add_get("/api/admin/devices", admin_list_devices)
     r.add_post("/api/admin/devices", admin_create_device)

@@ -582,8 +582,9 @@ class Hub:
             elif request.type == "call.decline":
                 call = self.dispatcher.decline(principal.id, p["invitation_id"])
             elif request.type == "call.invite":
+                # The inviter is a person: the expert, or the officer signed in at the station.
                 inv = self.dispatcher.invite(
-                    principal.id,
+                    principal.account_id or principal.id,
                     p["call_id"],
                     expert_id=p.get("expert_id"),
                     specialty=p.get("specialty"),
@@ -934,10 +935,43 @@ class Hub:
             "dispute_type": call.dispute_type,
             "caller": {"kind": call.caller.kind, "device_id": call.caller.device_id},
             "invited_by": inv.inviter_id,
+            "inviter": self._inviter(call, inv.inviter_id),
             "launched_at": call.launched_at,
             "waited_ms": max(0, self.clock.wall_ms() - call.launched_at),
             "deadline": inv.created_at + int(self.settings.ring_timeout_s * 1000),
         }
+
+    def _inviter(self, call: Call, inviter_id: str | None) -> dict[str, Any] | None:
+        """Who rang with `call.invite`, for the rung expert to read: an expert, or the
+        station that placed the call (its officer and the station's name). None: dispatch."""
+        if inviter_id is None:
+            return None
+        caller = call.caller
+        if caller.kind == STATION and inviter_id in (caller.account_id, caller.device_id):
+            try:
+                station_name = self.store.get_device(caller.device_id).name
+                officer = (
+                    self.store.get_account(caller.account_id).display_name
+                    if caller.account_id is not None
+                    else None
+                )
+            except storage_errors.NotFound:
+                station_name, officer = caller.device_id, None
+            return {
+                "role": STATION,
+                "id": inviter_id,
+                "display_name": officer or station_name,
+                "station_name": station_name,
+            }
+        expert = self.dispatcher.experts.get(inviter_id)
+        if expert is not None:
+            name = expert.name
+        else:
+            try:
+                name = self.store.get_account(inviter_id).display_name
+            except storage_errors.NotFound:
+                name = inviter_id
+        return {"role": EXPERT, "id": inviter_id, "display_name": name, "station_name": None}
 
     @staticmethod
     def _call_record(call: Call) -> CallRecord:

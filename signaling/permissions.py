@@ -49,6 +49,7 @@ HTTP_PERMISSIONS: dict[str, frozenset[str]] = {
     "experts.list": EVERYONE,
     "dispute_types.list": EVERYONE,
     "calls.read": EVERYONE,
+    "cases.find": frozenset({STATION, STATION_OFFICER, ADMIN}),  # a case by its number
     "notice.read": EVERYONE,
     "password.change": frozenset({ADMIN, EVIDENCE_OFFICER, TRAINER, EXPERT, STATION_OFFICER}),
     "accounts.manage": frozenset({ADMIN}),

@@ -124,7 +124,7 @@ class CallRecordingHub:
         self.finishing: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.gap_count = 0
-        self.recent_gaps: deque[tuple[float, str]] = deque(maxlen=50)
+        self.recent_gaps: deque[tuple[float, dict[str, Any]]] = deque(maxlen=50)
         self.changed = asyncio.Event()  # set whenever a link lands or a recording closes
         # Whole video frames each participant's recorder assembled from its tap, by
         # (call id, participant id): what a replay file must hold, less recorded gaps.
@@ -168,13 +168,46 @@ class CallRecordingHub:
         """Recording now: started and not stopping (a stopping call's segments are closing)."""
         return call_id in self.recorders and call_id not in self.finishing
 
-    def warnings(self) -> list[str]:
-        """Storage warnings now, and the recording gaps of the last GAP_WARNING_S."""
-        out = self.uploader.warnings() if self.uploader is not None else []
+    def warnings(self) -> list[dict[str, Any]]:
+        """Storage warnings now, and the recording gaps of the last GAP_WARNING_S.
+
+        Each is `{"code", "params", "message"}`: a stable code (`upload_lag`, `disk_low`,
+        `store_failing`, `upload_held`, `recording_gap`), its figures for a page to word in
+        its own language, and the English text for logs and API readers.
+        """
+        out: list[dict[str, Any]] = []
+        if self.uploader is not None:
+            s, st = self.hub.settings, self.uploader.stats
+            # The uploader's own (kind, message) pairs, the kinds it logs them under.
+            for kind, message in self.uploader._warnings():
+                code = kind
+                params: dict[str, Any] = {}
+                if kind == "upload_lag":
+                    params = {
+                        "lag_s": round(st.lag_s, 1),
+                        "limit_s": s.upload_lag_warn_s,
+                        "pending_files": st.pending_count,
+                        "pending_bytes": st.pending_bytes,
+                    }
+                elif kind == "disk_low":
+                    params = {
+                        "free_mib": self.spool.free_bytes() // (1024 * 1024),
+                        "limit_mib": s.spool_min_free_mb,
+                        "directory": str(self.spool.directory),
+                    }
+                elif kind == "store_failing":
+                    params = {"failures": st.consecutive_failures, "last_error": st.last_error}
+                elif kind.startswith("held:"):
+                    code = "upload_held"
+                    params = {
+                        "key": kind.removeprefix("held:"),
+                        "reason": message.partition(" held back: ")[2],
+                    }
+                out.append({"code": code, "params": params, "message": message})
         horizon = time.monotonic() - GAP_WARNING_S
         while self.recent_gaps and self.recent_gaps[0][0] < horizon:
             self.recent_gaps.popleft()
-        out += [text for _, text in self.recent_gaps]
+        out += [warning for _, warning in self.recent_gaps]
         return out
 
     # --- calls ----------------------------------------------------------------------------
@@ -404,8 +437,20 @@ class CallRecordingHub:
             self.recent_gaps.append(
                 (
                     time.monotonic(),
-                    f"recording gap in call {call_id}: participant {gap['participant']} "
-                    f"{gap['track']} {gap['reason']} ({gap['packets']} packets) at {gap['utc']}",
+                    {
+                        "code": "recording_gap",
+                        "params": {
+                            "call_id": call_id,
+                            "participant_id": gap["participant"],
+                            "track": gap["track"],
+                            "reason": gap["reason"],
+                            "packets": gap["packets"],
+                            "at": gap["utc"],
+                        },
+                        "message": f"recording gap in call {call_id}: participant "
+                        f"{gap['participant']} {gap['track']} {gap['reason']} "
+                        f"({gap['packets']} packets) at {gap['utc']}",
+                    },
                 )
             )
             self.hub.metrics.recording_gaps.labels(reason=gap["reason"]).inc()

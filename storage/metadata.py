@@ -479,12 +479,13 @@ class MetadataStore:
                 return code, expires_at
         raise StorageError("no free enrolment code found")
 
-    def redeem_enrolment_code(self, code: str) -> tuple[Device, str]:
+    def redeem_enrolment_code(self, code: str, kind: str | None = None) -> tuple[Device, str]:
         """Use a code once: the device gets a fresh token (the old one stops working).
 
         Returns the device and its new plaintext token. Raises EnrolmentRefused with the
         reason for an unknown, used, replaced or expired code, or a disabled device; the
-        code is spent either way.
+        code is spent either way. With `kind`, a valid code of a device of another kind is
+        refused as ``wrong_kind`` and stays usable.
         """
         now = self._clock()
         with self.transaction():
@@ -492,13 +493,20 @@ class MetadataStore:
                 "SELECT device_id, expires_at FROM enrolment_codes WHERE code_hash = ?",
                 (hash_token(code),),
             )
-            if row is None:
+            device = None if row is None else self.get_device(row["device_id"])
+            if row is None or device is None:
                 reason = "unknown"
+            elif (
+                kind is not None
+                and device.kind != kind
+                and row["expires_at"] > now
+                and not device.disabled
+            ):
+                reason = "wrong_kind"  # nothing spent: the code still enrols its own device
             else:
                 self._db().execute(
                     "DELETE FROM enrolment_codes WHERE device_id = ?", (row["device_id"],)
                 )
-                device = self.get_device(row["device_id"])
                 if row["expires_at"] <= now:
                     reason = "expired"
                 elif device.disabled:
@@ -669,6 +677,11 @@ class MetadataStore:
         if row is None:
             raise NotFound("case", case_id)
         return _record(Case, row)
+
+    def find_case_by_number(self, case_number: str) -> Case | None:
+        """The case with exactly this number (numbers are unique), or None."""
+        row = self._one("SELECT * FROM cases WHERE case_number = ?", (case_number,))
+        return None if row is None else _record(Case, row)
 
     def add_party(self, case_id: str, label: str) -> Party:
         """Add a party to a case; raises NotFound for an unknown case."""

@@ -285,3 +285,64 @@ async def test_the_admin_device_list_shows_a_pending_code_until_it_is_used(servi
     _, listing = await service.http("GET", "/api/admin/devices", token=admin)
     assert listing["devices"][0]["enrolment_expires_at"] is None
     assert listing["devices"][0]["token_generation"] == 2
+
+
+async def test_a_code_enrols_only_a_device_of_the_kind_it_was_made_for(service):
+    """A station's code sent by a kiosk (`kind: kiosk`) is refused with wrong_device_kind and
+    spends nothing: the device keeps its token and the code still enrols the station."""
+    station_id, station_token = service.add_device("station", "Room 1")
+    body = await new_code(service, station_id)
+    status, reply = await service.http(
+        "POST", "/api/enrol", json={"code": body["code"], "kind": "kiosk"}
+    )
+    assert status == 409 and reply["error"]["code"] == "wrong_device_kind", reply
+    assert service.store.pending_enrolments() == {station_id: body["expires_at"]}
+    assert service.store.find_device_by_token(station_token) is not None
+    failed = [e for e in service.store.list_audit(limit=1000) if e.action.endswith("_failed")]
+    assert [e.details["reason"] for e in failed] == ["wrong_kind"]
+
+    status, reply = await service.http(
+        "POST", "/api/enrol", json={"code": body["code"], "kind": "station"}
+    )
+    assert status == 200 and (reply["device_id"], reply["kind"]) == (station_id, "station")
+    assert service.store.find_device_by_token(station_token) is None
+
+
+async def test_the_kind_check_does_not_tell_a_wrong_or_spent_code_apart(service):
+    """An unknown code with a kind, or a spent one, is still just enrolment_failed; a kind
+    that is no device kind is invalid; a mismatch counts against the throttle."""
+    kiosk_id, _ = service.add_device("kiosk")
+    body = await new_code(service, kiosk_id)
+    wrong = "00000000" if body["code"] != "00000000" else "11111111"
+    status, reply = await service.http(
+        "POST", "/api/enrol", json={"code": wrong, "kind": "station"}
+    )
+    assert status == 401 and reply["error"]["code"] == "enrolment_failed"
+    status, reply = await service.http(
+        "POST", "/api/enrol", json={"code": body["code"], "kind": "expert"}
+    )
+    assert status == 400 and reply["error"]["code"] == "invalid_message"
+    status, reply = await service.http(
+        "POST", "/api/enrol", json={"code": body["code"], "kind": "kiosk"}
+    )
+    assert status == 200, reply
+    status, reply = await service.http(
+        "POST", "/api/enrol", json={"code": body["code"], "kind": "station"}
+    )
+    assert status == 401 and reply["error"]["code"] == "enrolment_failed"
+
+
+async def test_kind_mismatches_are_throttled_like_wrong_codes(make_service):
+    service = await make_service(enrolment_failures_per_min=2)
+    station_id, _ = service.add_device("station")
+    body = await new_code(service, station_id)
+    for _ in range(2):
+        status, _reply = await service.http(
+            "POST", "/api/enrol", json={"code": body["code"], "kind": "kiosk"}
+        )
+        assert status == 409
+    status, reply = await service.http(
+        "POST", "/api/enrol", json={"code": body["code"], "kind": "station"}
+    )
+    assert status == 429 and reply["error"]["code"] == "rate_limited"
+    assert service.store.pending_enrolments() == {station_id: body["expires_at"]}

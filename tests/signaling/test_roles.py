@@ -50,6 +50,10 @@ HTTP_MATRIX = {
     ("GET", "/api/dispute-types"): ("Y", "Y", "Y", "Y", "Y", "Y"),
     ("GET", "/api/calls"): ("Y", "Y", "Y", "Y", "Y", "Y"),
     ("GET", "/api/admin/accounts"): ("-", "-", "-", "-", "-", "Y"),
+    # the admin page lists every expert with duty flag and presence, and every dispute type
+    # (inactive ones too, to switch one back on).
+    ("GET", "/api/admin/experts"): ("-", "-", "-", "-", "-", "Y"),
+    ("GET", "/api/dispute-types?all=1"): ("-", "-", "-", "-", "-", "Y"),
     ("GET", "/api/admin/devices"): ("-", "-", "-", "-", "-", "Y"),
     ("PUT", "/api/admin/dispute-types/pets"): ("-", "-", "-", "-", "-", "Y"),
     ("GET", "/api/audit"): ("-", "-", "-", "-", "Y", "-"),
@@ -58,6 +62,9 @@ HTTP_MATRIX = {
     # the admin enrols devices.
     ("GET", "/api/notice?language=en"): ("Y", "Y", "Y", "Y", "Y", "Y"),
     ("POST", "/api/admin/devices/{kiosk_id}/enrolment"): ("-", "-", "-", "-", "-", "Y"),
+    # a case by its number: officers at stations (the station device here; station officers'
+    # logins in test_case_lookup.py) and admins; an unknown number is an empty list.
+    ("GET", "/api/cases?number=000000-2025-00001"): ("-", "Y", "-", "-", "-", "Y"),
 }
 
 

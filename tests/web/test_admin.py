@@ -1,11 +1,13 @@
 """The admin page in real Chromium: a device enrolled with the code the page shows, its token
 rotated and the device disabled as a kiosk sees it; accounts, experts, dispute types and
-storage warnings managed in both languages."""
+storage warnings managed in both languages; the experts' live availability and duty flag,
+and storage warnings worded from their codes."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -163,9 +165,10 @@ async def test_b_admin_manages_accounts_experts_and_dispute_types_in_both_langua
     service, pages, checked_shots
 ):
     """In English the admin creates an expert (specialty, on duty) and a station officer,
-    disables the officer, changes the expert's specialties and duty flag, adds a dispute type and
-    switches it off, and reads the storage warnings; every tab passes the language checks in
-    Chinese and in English."""
+    disables the officer, changes the expert's specialties and takes them off duty, adds a
+    dispute type and switches it off, finds it still listed after a reload and switches it on
+    again, and reads the storage warnings; every tab passes the language checks in Chinese and
+    in English."""
     shots = checked_shots
     service.add_device("station", "Station Room 1")
     admin = await admin_signed_in(pages, service, shots)
@@ -204,13 +207,17 @@ async def test_b_admin_manages_accounts_experts_and_dispute_types_in_both_langua
 
     await tab(admin, "experts")
     carol_row = f'#experts-table tr[data-expert="{carol.id}"]'
-    await admin.wait_for_selector(f'{carol_row}[data-on-duty="1"]')
+    # The duty flag comes from the server (GET /api/admin/experts).
+    await admin.wait_for_selector(f'{carol_row}[data-on-duty="1"][data-availability=offline]')
+    assert await admin.inner_text(f"{carol_row} td[data-field=duty] .duty") == "On duty"
     await admin.check(f"{carol_row} input[value=traffic]")
-    await admin.select_option(f"{carol_row} select[data-field=duty]", "off")
     await admin.click(f"{carol_row} [data-action=save]")
-    await admin.wait_for_selector(f'{carol_row}[data-on-duty="0"]')
+    await admin.wait_for_selector(f"{carol_row} input[value=traffic]:checked")
     profile = service.store.get_expert(carol.id)
-    assert (sorted(profile.specialties), profile.on_duty) == (["family", "traffic"], False)
+    assert (sorted(profile.specialties), profile.on_duty) == (["family", "traffic"], True)
+    await admin.click(f"{carol_row} [data-action=duty]")
+    await admin.wait_for_selector(f'{carol_row}[data-on-duty="0"]')
+    assert service.store.get_expert(carol.id).on_duty is False
     await shots(admin, "admin-experts-en")
 
     await tab(admin, "dispute-types")
@@ -236,8 +243,82 @@ async def test_b_admin_manages_accounts_experts_and_dispute_types_in_both_langua
     ]
     await shots(admin, "admin-dispute-type-switched-off-en")
 
+    # Reloaded, the page still lists it (GET /api/dispute-types?all=1) and switches it on.
+    await admin.reload()
+    await screen(admin, "calls")
+    await tab(admin, "dispute-types")
+    await admin.wait_for_selector(f'{pets}[data-active=""] [data-action=activate]')
+    await shots(admin, "admin-inactive-dispute-type-after-reload-en")
+    await admin.click(f"{pets} [data-action=activate]")
+    await admin.wait_for_selector(f'{pets}[data-active="1"]')
+    assert await admin.locator(f"{pets} [data-action=activate]").count() == 0
+    status, body = await service.http(
+        "GET", "/api/dispute-types", token=await service.login("root")
+    )
+    assert "pets" in [t["code"] for t in body["dispute_types"]]
+
     await visit_every_tab(admin, shots, "en")
     assert await admin.inner_text("#warnings-gaps") == "Recording gaps since the service started: 0"
+
+
+async def test_d_admin_sees_live_availability_and_warnings_worded_in_each_language(
+    make_service, pages, checked_shots
+):
+    """The experts tab shows an expert connected and available as such; storage warnings (a
+    spool disk under its limit, a recording gap as the recorder reports it) are worded from
+    their codes in Chinese and in English, the server's technical detail marked English."""
+    shots = checked_shots
+    service = await make_service(spool_min_free_mb=10**9)
+    amy = await service.expert("amy", specialties=["family"])
+    try:
+        service.hub.recordings._on_batch(
+            SimpleNamespace(call_id="call-7"),
+            [],
+            [
+                {
+                    "participant": "part-3",
+                    "track": "audio",
+                    "seq_from": 1,
+                    "seq_to": 9,
+                    "packets": 9,
+                    "utc": "2025-01-02T03:04:05.000Z",
+                    "reason": "packet_loss",
+                }
+            ],
+        )
+        admin = await admin_signed_in(pages, service, shots)
+        await tab(admin, "experts")
+        amy_id = service.store.find_account_by_username("amy").id
+        amy_row = f'#experts-table tr[data-expert="{amy_id}"]'
+        await admin.wait_for_selector(f'{amy_row}[data-availability=available][data-on-duty="0"]')
+        assert await admin.inner_text(f"{amy_row} td[data-field=availability]") == "可接听"
+        await shots(admin, "admin-experts-live-zh")
+
+        await tab(admin, "warnings")
+        disk = "#warnings-list li[data-code=disk_low]"
+        gap = "#warnings-list li[data-code=recording_gap]"
+        await admin.wait_for_selector(gap)
+        assert "缓存磁盘空间将满" in await admin.inner_text(disk)
+        directory = str(service.settings.spool_dir)
+        assert await admin.get_attribute(f"{disk} code", "lang") == "en"
+        assert await admin.inner_text(f"{disk} code") == directory
+        gap_text = await admin.inner_text(gap)
+        assert "call-7" in gap_text and "音频" in gap_text and "网络丢包" in gap_text
+        assert await admin.get_attribute("#warnings-list", "lang") is None
+        await shots(admin, "admin-warnings-zh")
+
+        await admin.click("#lang-toggle")
+        await admin.wait_for_selector("html[lang=en]", state="attached")
+        assert (await admin.inner_text(disk)).startswith("The spool disk is nearly full")
+        gap_text = await admin.inner_text(gap)
+        assert "audio of participant part-3, packets lost on the network, 9 packets" in gap_text
+        await shots(admin, "admin-warnings-en")
+        await tab(admin, "experts")
+        await admin.wait_for_selector(f"{amy_row}[data-availability=available]")
+        assert await admin.inner_text(f"{amy_row} td[data-field=availability]") == "Available"
+        await shots(admin, "admin-experts-live-en")
+    finally:
+        await amy.close()
 
 
 # Keys the station and admin scripts build at run time, with every value they can take.
@@ -246,6 +327,8 @@ DYNAMIC_KEYS = {
     "admin.health.": ["ok", "denied", "missing", "error", "none"],
     "admin.kind.": ["kiosk", "station"],
     "admin.role.": ["admin", "evidence_officer", "trainer", "expert", "station_officer"],
+    "admin.warnings.track.": ["audio", "video"],
+    "admin.warnings.gap_reason.": ["tap_overflow", "packet_loss", "participant_dropped"],
 }
 
 

@@ -333,3 +333,45 @@ async def test_i_consent_declined_follows_the_kiosk_setting_and_records_nothing(
     assert service.store.list_recording_objects(call.id) == []
     with pytest.raises(NotFound):
         service.store.get_recording(call.id)
+
+
+# Counts the page's getUserMedia calls (window.__cameraOpens), from the start of each document.
+COUNT_CAMERA_OPENS = """
+window.__cameraOpens = 0;
+if (navigator.mediaDevices) {
+  const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (constraints) => {
+    window.__cameraOpens += 1;
+    return open(constraints);
+  };
+}
+"""
+
+
+async def test_j_kiosk_reloaded_mid_call_tests_itself_on_the_calls_camera(service, pages, shots):
+    """A kiosk reloaded in the middle of a call opens its camera once, for the call, and reports
+    its camera and microphone self-test (device.health) from that camera instead of opening it
+    a second time."""
+    service.add_person("amy", "expert", specialties=["family"])
+    device_id, token = service.add_device("kiosk", "Kiosk A")
+    expert = await expert_on_duty(pages, service, "amy")
+    kiosk = await open_kiosk(pages, service, token, init_script=COUNT_CAMERA_OPENS)
+    await kiosk.wait_for_selector("#selftest[data-reported=yes]")
+    before = service.store.get_device_health(device_id)
+    assert before is not None
+    await kiosk_calls(kiosk, "family")
+    await accept_ring(expert)
+    await sees(expert, tile("caller"), RED, "expert sees the kiosk")
+
+    await kiosk.reload()
+    await screen(kiosk, "call")
+    await kiosk.wait_for_selector("#selftest[data-reported=yes]", state="attached")
+    await sees(expert, tile("caller"), RED, "expert sees the kiosk", since="after the reload")
+    await sees(kiosk, tile("expert"), GREEN, "kiosk sees the expert after its reload")
+    await shots(kiosk, "kiosk-after-reload-self-tested")
+    assert await kiosk.evaluate("window.__cameraOpens") == 1
+    assert await kiosk.get_attribute("#selftest", "data-camera") == "ok"
+    after = service.store.get_device_health(device_id)
+    assert after is not None and after.at > before.at
+    assert (after.camera, after.microphone) == ("ok", "ok")
+    assert after.app_build.startswith("kiosk-web")

@@ -186,8 +186,9 @@ async def test_b_station_in_chinese_enrols_by_link_refuses_without_consent_and_r
 ):
     """In Chinese: the station is set up by the admin's enrolment link; a non-officer cannot sign
     in; three parties who refuse recording get no call; a call under a new case is queued and
-    cancelled; a second call is filed under that case by typing its number (a wrong number is
-    refused); the officer signs out; signed in again, a disabled account is sent back to the
+    cancelled; a second call is filed under that case by typing its number, found by the
+    server's look-up (something that is no case number, and an unknown number, are each said
+    so); the officer signs out; signed in again, a disabled account is sent back to the
     sign-in."""
     shots = checked_shots
     service.add_person("officer", "station_officer")
@@ -247,12 +248,19 @@ async def test_b_station_in_chinese_enrols_by_link_refuses_without_consent_and_r
     await station.click("#start")
     await screen(station, "case")
     await station.check("#case-existing")
+    await station.fill("#case-number", "12345")
+    await station.click("#case-next")
+    await station.wait_for_selector("#case-error[data-key='station.case.number_malformed']")
+    await shots(station, "station-case-number-malformed")
     await station.fill("#case-number", "000000-1999-99999")
     await station.click("#case-next")
     await station.wait_for_selector("#case-error[data-key='station.case.not_found']")
     await shots(station, "station-case-number-unknown")
-    await station.fill("#case-number", number.lower())
-    await station.click("#case-next")
+    await station.fill("#case-number", f" {number.lower()} ")
+    async with station.expect_response(lambda r: "/api/cases?number=" in r.url) as lookup:
+        await station.click("#case-next")
+    found = await (await lookup.value).json()  # the server's look-up by number
+    assert [c["case_number"] for c in found["cases"]] == [number]
     await screen(station, "dispute")
     assert await station.get_attribute("#case-badge", "data-case-number") == number
     await to_consent(station, "labour")

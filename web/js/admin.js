@@ -1,8 +1,9 @@
 // The admin page: sign in, then one tab per concern: live calls (polled: an admin gets no
 // call events), devices (create, enrol with a code and QR code, rotate the token, disable;
 // health: last seen, app build, camera and microphone self-test), accounts and roles,
-// experts (specialties, duty flag), dispute types and storage warnings. Everything goes
-// through the REST API (docs/protocol.md, section 10) with the login cookie.
+// experts (live availability, specialties, duty flag), dispute types (inactive ones too, to
+// switch back on) and storage warnings (worded from their codes in the page's language).
+// Everything goes through the REST API (docs/protocol.md, section 10) with the login cookie.
 //
 // URL options: ?refresh_s=N (live calls refresh, default 5), ?lang=en.
 
@@ -32,9 +33,7 @@ const admin = {
   devices: [],
   accounts: [],
   experts: [],
-  disputeTypes: [],
-  switchedOff: new Map(), // code -> dispute type made inactive on this page (the server lists active ones only)
-  duty: new Map(), // expert id -> on_duty, as the server answered a change made on this page
+  disputeTypes: [], // every type, inactive ones too (`?all=1`)
   warnings: null,
   enrolment: null, // {device, code, expires_at, link, qr_svg}
   timer: null,
@@ -61,7 +60,7 @@ function when(ms) {
 }
 
 function disputeName(code) {
-  const type = admin.disputeTypes.find((d) => d.code === code) || admin.switchedOff.get(code);
+  const type = admin.disputeTypes.find((d) => d.code === code);
   return type ? i18n.pick(type.name_zh, type.name_en) : code;
 }
 
@@ -200,9 +199,14 @@ async function logout() {
   signedOut();
 }
 
+/** Active types, offered to callers and as specialties. */
+function activeTypes() {
+  return admin.disputeTypes.filter((t) => t.active);
+}
+
 async function loadDisputeTypesQuietly() {
   try {
-    admin.disputeTypes = (await api("GET", "/api/dispute-types")).dispute_types;
+    admin.disputeTypes = (await api("GET", "/api/dispute-types?all=1")).dispute_types;
   } catch (err) {
     console.info("[admin] dispute types not loaded", err.status);
   }
@@ -495,7 +499,7 @@ function renderAccountForm() {
   const box = $("account-specialties");
   const checked = new Set([...box.querySelectorAll("input:checked")].map((i) => i.value));
   box.replaceChildren();
-  for (const type of admin.disputeTypes) {
+  for (const type of activeTypes()) {
     const input = el("input", { attrs: { type: "checkbox", value: type.code } });
     input.checked = checked.has(type.code);
     box.append(el("label", { className: "check" }, [input, el("span", { text: i18n.pick(type.name_zh, type.name_en) })]));
@@ -522,7 +526,6 @@ async function createAccount(event) {
   status.textContent = "";
   try {
     const { account } = await request("POST", "/api/admin/accounts", body, "accounts-error");
-    if (role === "expert") admin.duty.set(account.id, body.on_duty);
     status.dataset.key = "admin.accounts.created_one";
     status.dataset.name = account.username;
     status.textContent = i18n.t("admin.accounts.created_one", { name: account.username });
@@ -547,7 +550,7 @@ async function accountAction(account, action) {
 async function loadExperts() {
   try {
     const [{ experts }] = await Promise.all([
-      request("GET", "/api/experts", undefined, "experts-error"),
+      request("GET", "/api/admin/experts", undefined, "experts-error"),
       loadDisputeTypesQuietly(),
     ]);
     admin.experts = experts;
@@ -555,6 +558,11 @@ async function loadExperts() {
     return;
   }
   renderExperts();
+}
+
+function expertStatus(expert) {
+  if (expert.disabled) return i18n.t("admin.status.disabled");
+  return i18n.t(`expert.availability.${expert.availability}`);
 }
 
 function renderExperts() {
@@ -565,78 +573,92 @@ function renderExperts() {
     const specialties = el("fieldset", { className: "checks" }, [
       el("legend", { text: i18n.t("admin.experts.specialties_of", { name }), className: "visually-hidden" }),
     ]);
-    const codes = [...admin.disputeTypes.map((t) => t.code)];
+    const codes = activeTypes().map((t) => t.code);
     for (const code of expert.specialties) if (!codes.includes(code)) codes.push(code);
     for (const code of codes) {
       const input = el("input", { attrs: { type: "checkbox", value: code } });
       input.checked = expert.specialties.includes(code);
       specialties.append(el("label", { className: "check" }, [input, el("span", { text: disputeName(code) })]));
     }
-    const known = admin.duty.get(expert.id);
-    const duty = el("select", { attrs: { "aria-label": i18n.t("admin.experts.on_duty_of", { name }) }, data: { field: "duty" } }, [
-      el("option", { text: i18n.t("admin.experts.duty_unknown"), attrs: { value: "" } }),
-      el("option", { text: i18n.t("admin.experts.duty_on"), attrs: { value: "on" } }),
-      el("option", { text: i18n.t("admin.experts.duty_off"), attrs: { value: "off" } }),
-    ]);
-    duty.value = known === undefined ? "" : known ? "on" : "off";
     const save = el("button", {
       text: i18n.t("admin.save"),
       className: "primary",
       attrs: { type: "button", "aria-label": i18n.t("admin.save_named", { name }) },
       data: { action: "save" },
     });
-    save.addEventListener("click", () => saveExpert(expert, specialties, duty));
+    save.addEventListener("click", () =>
+      saveExpert(expert, { specialties: [...specialties.querySelectorAll("input:checked")].map((i) => i.value) }),
+    );
+    // The duty flag is one tap: saved at once, the specialties keep their own Save.
+    const duty = el("button", {
+      text: i18n.t(expert.on_duty ? "admin.experts.duty_set_off" : "admin.experts.duty_set_on"),
+      attrs: {
+        type: "button",
+        "aria-label": i18n.t(expert.on_duty ? "admin.experts.duty_set_off_named" : "admin.experts.duty_set_on_named", {
+          name,
+        }),
+      },
+      data: { action: "duty" },
+    });
+    duty.addEventListener("click", () => saveExpert(expert, { on_duty: !expert.on_duty }, "duty"));
     body.append(
-      el("tr", { data: { expert: expert.id, onDuty: known === undefined ? "" : known ? "1" : "0" } }, [
-        cell(name),
-        cell(i18n.t(`expert.availability.${expert.availability}`), { field: "availability" }),
-        el("td", {}, [specialties]),
-        el("td", {}, [duty]),
-        el("td", { className: "actions" }, [save]),
-      ]),
+      el(
+        "tr",
+        {
+          data: {
+            expert: expert.id,
+            onDuty: expert.on_duty ? "1" : "0",
+            availability: expert.availability,
+            disabled: expert.disabled ? "1" : "",
+          },
+        },
+        [
+          cell(name),
+          cell(expertStatus(expert), { field: "availability" }),
+          el("td", {}, [specialties]),
+          el("td", { data: { field: "duty" } }, [
+            el("span", {
+              text: i18n.t(expert.on_duty ? "admin.experts.duty_on" : "admin.experts.duty_off"),
+              className: expert.on_duty ? "duty on" : "duty",
+            }),
+            duty,
+          ]),
+          el("td", { className: "actions" }, [save]),
+        ],
+      ),
     );
   }
   $("experts-empty").hidden = admin.experts.length > 0;
 }
 
-async function saveExpert(expert, specialties, duty) {
-  const body = {
-    specialties: [...specialties.querySelectorAll("input:checked")].map((i) => i.value),
-  };
-  if (duty.value) body.on_duty = duty.value === "on";
+async function saveExpert(expert, body, action = "save") {
   try {
-    const { expert: saved } = await request(
-      "PUT",
-      `/api/admin/experts/${encodeURIComponent(expert.id)}`,
-      body,
-      "experts-error",
-    );
-    admin.duty.set(saved.account_id, saved.on_duty);
+    await request("PUT", `/api/admin/experts/${encodeURIComponent(expert.id)}`, body, "experts-error");
   } catch {
     return;
   }
   await loadExperts();
-  const row = document.querySelector(`#experts-table tr[data-expert="${expert.id}"] [data-action=save]`);
-  if (row) row.focus();
+  const again = document.querySelector(`#experts-table tr[data-expert="${expert.id}"] [data-action=${action}]`);
+  if (again) again.focus();
 }
 
 // --- dispute types -----------------------------------------------------------------------------
 
 async function loadDisputeTypes() {
   try {
-    admin.disputeTypes = (await request("GET", "/api/dispute-types", undefined, "dispute-types-error")).dispute_types;
+    admin.disputeTypes = (
+      await request("GET", "/api/dispute-types?all=1", undefined, "dispute-types-error")
+    ).dispute_types;
   } catch {
     return;
   }
-  for (const type of admin.disputeTypes) admin.switchedOff.delete(type.code);
   renderDisputeTypes();
 }
 
 function renderDisputeTypes() {
   const body = $("dispute-types-table").querySelector("tbody");
   body.replaceChildren();
-  const types = [...admin.disputeTypes, ...admin.switchedOff.values()];
-  for (const type of types) {
+  for (const type of admin.disputeTypes) {
     const code = type.code;
     const label = (key) => `${i18n.t(key)} · ${code}`;
     const nameZh = el("input", {
@@ -665,22 +687,35 @@ function renderDisputeTypes() {
       attrs: { type: "button", "aria-label": label("admin.save") },
       data: { action: "save" },
     });
-    save.addEventListener("click", () =>
-      saveDisputeType(code, {
-        name_zh: nameZh.value.trim(),
-        name_en: nameEn.value.trim(),
-        sort: Number(sort.value || 100),
-        active: active.checked,
-      }),
-    );
+    const fields = () => ({
+      name_zh: nameZh.value.trim(),
+      name_en: nameEn.value.trim(),
+      sort: Number(sort.value || 100),
+      active: active.checked,
+    });
+    save.addEventListener("click", () => saveDisputeType(code, fields()));
+    const actions = el("td", { className: "actions" }, [save]);
+    const codeCell = el("td", {}, [el("span", { text: code, attrs: { lang: "en" } })]);
+    if (!type.active) {
+      // Callers are not offered it; one tap offers it again (with the names as edited).
+      codeCell.append(el("span", { text: i18n.t("admin.dispute_types.inactive"), className: "badge" }));
+      const activate = el("button", {
+        text: i18n.t("admin.dispute_types.activate"),
+        className: "ok",
+        attrs: { type: "button", "aria-label": label("admin.dispute_types.activate") },
+        data: { action: "activate" },
+      });
+      activate.addEventListener("click", () => saveDisputeType(code, { ...fields(), active: true }));
+      actions.append(activate);
+    }
     body.append(
-      el("tr", { data: { code, active: type.active ? "1" : "" } }, [
-        el("td", { text: code, attrs: { lang: "en" } }),
+      el("tr", { className: type.active ? "" : "inactive", data: { code, active: type.active ? "1" : "" } }, [
+        codeCell,
         el("td", {}, [nameZh]),
         el("td", {}, [nameEn]),
         el("td", {}, [sort]),
         el("td", {}, [active]),
-        el("td", { className: "actions" }, [save]),
+        actions,
       ]),
     );
   }
@@ -692,18 +727,13 @@ async function saveDisputeType(code, fields) {
     return false;
   }
   try {
-    const { dispute_type } = await request(
-      "PUT",
-      `/api/admin/dispute-types/${encodeURIComponent(code)}`,
-      fields,
-      "dispute-types-error",
-    );
-    if (!dispute_type.active) admin.switchedOff.set(code, dispute_type);
-    else admin.switchedOff.delete(code);
+    await request("PUT", `/api/admin/dispute-types/${encodeURIComponent(code)}`, fields, "dispute-types-error");
   } catch {
     return false;
   }
   await loadDisputeTypes();
+  const again = document.querySelector(`#dispute-types-table tr[data-code="${code}"] [data-action=save]`);
+  if (again && document.activeElement === document.body) again.focus();
   return true;
 }
 
@@ -729,15 +759,74 @@ async function loadWarnings() {
   renderWarnings();
 }
 
+const MIB = 1024 * 1024;
+const GAP_TRACKS = new Set(["audio", "video"]);
+const GAP_REASONS = new Set(["tap_overflow", "packet_loss", "participant_dropped"]);
+
+function number(value, digits = 0) {
+  return Number(value ?? 0).toLocaleString(i18n.current(), { maximumFractionDigits: digits });
+}
+
+/** A warning's sentence in the page's language, and the technical detail that stays as the
+ * server wrote it (a folder, an object key, an error): [text, detail or null]. */
+function warningText({ code, params = {} }) {
+  switch (code) {
+    case "upload_lag":
+      return [
+        i18n.t("admin.warnings.code.upload_lag", {
+          lag: number(params.lag_s),
+          limit: number(params.limit_s),
+          files: number(params.pending_files),
+          size: number(params.pending_bytes / MIB, 1),
+        }),
+        null,
+      ];
+    case "disk_low":
+      return [
+        i18n.t("admin.warnings.code.disk_low", { free: number(params.free_mib), limit: number(params.limit_mib) }),
+        params.directory,
+      ];
+    case "store_failing":
+      return [i18n.t("admin.warnings.code.store_failing", { failures: number(params.failures) }), params.last_error];
+    case "upload_held":
+      return [i18n.t("admin.warnings.code.upload_held"), `${params.key}: ${params.reason}`];
+    case "recording_gap":
+      return [
+        i18n.t("admin.warnings.code.recording_gap", {
+          call: params.call_id,
+          participant: params.participant_id,
+          track: GAP_TRACKS.has(params.track) ? i18n.t(`admin.warnings.track.${params.track}`) : params.track,
+          reason: GAP_REASONS.has(params.reason) ? i18n.t(`admin.warnings.gap_reason.${params.reason}`) : params.reason,
+          packets: number(params.packets),
+          time: params.at ? new Date(params.at).toLocaleString(i18n.current()) : "—",
+        }),
+        null,
+      ];
+    default:
+      return [null, null];
+  }
+}
+
 function renderWarnings() {
   const data = admin.warnings;
   const list = $("warnings-list");
   list.replaceChildren();
   if (!data) return;
-  // The server's warning texts are English (operator log lines); the list is marked lang="en".
-  for (const text of data.warnings) list.append(el("li", { text }));
-  list.hidden = data.warnings.length === 0;
-  $("warnings-empty").hidden = data.warnings.length > 0;
+  const items = data.items || [];
+  for (const item of items) {
+    const [text, detail] = warningText(item);
+    const li = el("li", { data: { code: item.code } });
+    if (text === null) {
+      // A code this page does not know yet: the server's English message.
+      li.append(el("span", { text: item.message, attrs: { lang: "en" } }));
+    } else {
+      li.append(el("span", { text }));
+      if (detail) li.append(" ", el("code", { text: detail, attrs: { lang: "en" } }));
+    }
+    list.append(li);
+  }
+  list.hidden = items.length === 0;
+  $("warnings-empty").hidden = items.length > 0;
   $("warnings-gaps").textContent = i18n.t("admin.warnings.gaps", { count: data.recording_gaps ?? 0 });
 }
 

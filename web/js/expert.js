@@ -1,7 +1,9 @@
 // The expert console: sign in, "start duty" (the click also unlocks sound), availability,
-// incoming rings (sound and picture) with accept/decline, the call with tiles for everyone,
-// inviting another expert, bookmarks, hanging up with the outcome form, and the history of
-// the expert's calls.
+// incoming rings (sound and picture, and who invited) with accept/decline, the call with
+// tiles for everyone, inviting another expert, bookmarks, hanging up with the outcome form,
+// and the history of the expert's calls. Duty is kept for the tab (sessionStorage): after a
+// reload the console reconnects and sets the availability by itself, and a banner asks for
+// the one tap browsers need before the ring may sound again.
 
 import * as i18n from "./i18n.js";
 import { api, CallMedia, CLIENT_BUILD, Signaling } from "./client.js";
@@ -9,6 +11,7 @@ import { CallView, MediaProblem, openCamera, stopStream } from "./callview.js";
 
 const $ = (id) => document.getElementById(id);
 const PRESENT = new Set(["joining", "connected", "reconnecting"]);
+const DUTY_KEY = "expert.duty"; // sessionStorage: {account, availability} while on duty
 
 const expert = {
   account: null,
@@ -52,6 +55,10 @@ class Ringer {
   unlock() {
     if (!this.context) {
       this.context = new AudioContext();
+      this.context.addEventListener("statechange", () => {
+        if (this.running && this.timer) this.burst(); // sound allowed mid-ring: ring now
+        if (this.onstatechange) this.onstatechange();
+      });
       this.gain = this.context.createGain();
       this.gain.gain.value = 0;
       this.analyser = this.context.createAnalyser();
@@ -66,13 +73,15 @@ class Ringer {
   }
 
   start() {
-    if (this.timer || !this.context) return;
+    if (this.timer) return;
     this.burst();
     this.timer = setInterval(() => this.burst(), 3000);
   }
 
-  /** One "ring": 440 + 480 Hz (the North American ring-back pair) for 1.2 s. */
+  /** One "ring": 440 + 480 Hz (the North American ring-back pair) for 1.2 s. Nothing while
+   * the browser keeps the sound suspended (the card still flashes). */
   burst() {
+    if (!this.running) return;
     const ctx = this.context;
     const t = ctx.currentTime + 0.02;
     const level = this.gain.gain;
@@ -101,6 +110,7 @@ class Ringer {
 
 const ringer = new Ringer();
 window.expertRinger = ringer; // tests check that the ring is audible
+ringer.onstatechange = () => renderSound();
 
 // --- screens ---------------------------------------------------------------------------------
 
@@ -147,6 +157,8 @@ function signedIn(account) {
   loadDirectory();
   loadHistory();
   renderDuty();
+  const duty = rememberedDuty();
+  if (duty) resumeDuty(duty.availability);
 }
 
 async function logout() {
@@ -193,11 +205,18 @@ async function startDuty() {
   const unlocked = ringer.unlock();
   $("start-duty").disabled = true;
   await unlocked.catch(() => {});
+  await goOnDuty("available");
+}
+
+/** Connected, with the availability set; `startDuty` after its click, or by itself after a
+ * reload of a tab that was on duty (then the ring is silent until a tap, see renderSound). */
+async function goOnDuty(availability) {
   expert.onDuty = true;
+  renderSound();
   if (!expert.sig) connect();
   try {
     await expert.sig.start();
-    await setAvailability("available");
+    await setAvailability(availability);
   } catch (err) {
     console.info("[expert] duty start failed", err.code || err);
   }
@@ -205,19 +224,69 @@ async function startDuty() {
 }
 
 async function goOffDuty() {
+  expert.onDuty = false;
+  forgetDuty();
   if (expert.sig) {
     await setAvailability("away").catch(() => {});
     expert.sig.close();
   }
   expert.sig = null;
-  expert.onDuty = false;
   ringer.stop();
+  renderSound();
 }
 
 async function setAvailability(availability) {
   const { presence } = await expert.sig.request("presence.set", { availability });
   expert.presence = presence;
+  if (expert.onDuty) rememberDuty(availability);
   renderDuty();
+}
+
+// Duty outlives a reload of the tab, not the tab: sessionStorage, for this account only.
+function rememberDuty(availability) {
+  sessionStorage.setItem(DUTY_KEY, JSON.stringify({ account: expert.account.id, availability }));
+}
+
+function forgetDuty() {
+  sessionStorage.removeItem(DUTY_KEY);
+}
+
+function rememberedDuty() {
+  try {
+    const duty = JSON.parse(sessionStorage.getItem(DUTY_KEY) || "null");
+    return duty && expert.account && duty.account === expert.account.id ? duty : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Back on duty after a reload, without the "start duty" click. There was no user gesture:
+ * the ring stays silent until a tap (the banner), unless the browser says sound is allowed
+ * anyway (navigator.getAutoplayPolicy, where there is one). */
+function resumeDuty(availability) {
+  if (navigator.getAutoplayPolicy && navigator.getAutoplayPolicy("audiocontext") === "allowed") {
+    ringer.unlock().catch(() => {});
+  }
+  goOnDuty(availability === "away" ? "away" : "available");
+}
+
+/** The sound banner: on duty but the ring cannot sound until the expert taps once. */
+function renderSound() {
+  const silent = expert.onDuty && !ringer.running;
+  $("sound-banner").hidden = !silent;
+  document.body.dataset.sound = expert.onDuty ? (silent ? "off" : "on") : "";
+}
+
+async function enableSound() {
+  const unlocked = ringer.unlock(); // in the tap
+  await unlocked.catch(() => {});
+  renderSound();
+  $("set-available").focus();
+}
+
+/** Any tap or key on the page is the gesture the ring needs, not only the banner's button. */
+function unlockOnGesture() {
+  if (expert.onDuty && !ringer.running) ringer.unlock().catch(() => {});
 }
 
 function renderDuty() {
@@ -249,8 +318,10 @@ function connect() {
       console.info("[expert] signaling closed:", reason);
       leaveCall();
       if (reason === "auth_failed" || reason === "revoked") {
+        forgetDuty();
         expert.sig = null;
         expert.onDuty = false;
+        renderSound();
         show("login");
       }
     }
@@ -311,11 +382,9 @@ function renderRings() {
     const waited = document.createElement("p");
     waited.className = "ring-waited";
     const by = document.createElement("p");
-    if (ring.invited_by) {
-      by.textContent = i18n.t("expert.ring.invited_by", {
-        name: expertName(ring.invited_by) || i18n.t("call.role.expert"),
-      });
-    }
+    by.className = "ring-invited-by";
+    by.textContent = invitedBy(ring);
+    if (ring.inviter) card.dataset.invitedBy = ring.inviter.role;
     const buttons = document.createElement("div");
     buttons.className = "row";
     buttons.style.justifyContent = "flex-start";
@@ -340,6 +409,20 @@ function renderRings() {
   document.body.dataset.ringing = ringing ? "1" : "";
   if (ringing) ringer.start();
   else ringer.stop();
+}
+
+/** "Invited by …": the station's officer and the station, or the inviting expert. */
+function invitedBy(ring) {
+  const inviter = ring.inviter;
+  if (inviter && inviter.role === "station") {
+    return i18n.t("expert.ring.invited_by_station", {
+      name: inviter.display_name,
+      station: inviter.station_name || i18n.t("call.role.station"),
+    });
+  }
+  if (!ring.invited_by) return "";
+  const name = (inviter && inviter.display_name) || expertName(ring.invited_by) || "";
+  return i18n.t("expert.ring.invited_by_expert", { name });
 }
 
 function tickRings() {
@@ -635,6 +718,9 @@ function bind() {
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
   $("start-duty").addEventListener("click", startDuty);
+  $("sound-on").addEventListener("click", enableSound);
+  document.addEventListener("pointerdown", unlockOnGesture, true);
+  document.addEventListener("keydown", unlockOnGesture, true);
   $("set-available").addEventListener("click", () => setAvailability("available").catch(() => {}));
   $("set-away").addEventListener("click", () => setAvailability("away").catch(() => {}));
   $("hangup").addEventListener("click", hangUp);

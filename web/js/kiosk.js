@@ -1,15 +1,16 @@
 // The kiosk: a touch screen in a police kiosk. Set-up with an enrolment code, then
 // welcome → dispute type → (expert) → recording notice and consent → calling → in call →
 // rating → welcome. Everything the kiosk shows follows the server's call view; after a network
-// drop or a page reload the snapshot puts it back where the call is.
+// drop or a page reload the snapshot puts it back where the call is. From the call on (and the
+// self-test) the steps are the caller's, shared with the station (web/js/caller.js).
 //
 // URL options (for set-up and tests): #token=dev_… stores a device token (until enrolment
 // codes are available everywhere); ?idle_s=N and ?message_s=N shorten the idle and message
 // time-outs; ?lang=en starts in English.
 
 import * as i18n from "./i18n.js";
-import { api, CallMedia, CLIENT_BUILD, Signaling } from "./client.js";
-import { CallView, MediaProblem, openCamera, stopStream } from "./callview.js";
+import { api, CLIENT_BUILD, Signaling } from "./client.js";
+import { Caller } from "./caller.js";
 
 const params = new URLSearchParams(location.search);
 const IDLE_MS = Number(params.get("idle_s") || 60) * 1000;
@@ -18,7 +19,6 @@ const TOKEN_KEY = "kiosk.device_token";
 const SELF_TEST_EVERY_MS = 3600 * 1000;
 const APP_BUILD = `kiosk-${CLIENT_BUILD}`;
 const IDLE_SCREENS = new Set(["dispute", "expert", "consent", "rating"]);
-const WAITING = new Set(["launching", "ringing", "queued"]);
 const ICONS = new Set(["neighbours", "family", "traffic", "labour", "consumer", "property", "other"]);
 
 const $ = (id) => document.getElementById(id);
@@ -31,33 +31,23 @@ const kiosk = {
   experts: [],
   choice: { dispute_type: null, expert_id: null },
   notice: null,
-  call: null, // the live call view
-  choiceOffered: null,
-  media: null,
-  localStream: null,
-  ratingCallId: null,
-  stars: 0,
-  phrases: new Set(),
   idleTimer: null,
   messageTimer: null,
-  selfTested: false,
-  selfTestedAt: 0,
-  finished: new Set(), // ids of calls whose end was handled
-  health: null,
 };
 
-const view = new CallView(
-  {
-    tiles: $("tiles"),
-    waiting: $("waiting-media"),
-    selfVideo: $("self-video"),
-    recording: $("recording"),
-    notices: $("notices"),
-    mute: $("mute"),
-    camera: $("camera"),
+const caller = new Caller({
+  name: "kiosk",
+  appBuild: APP_BUILD,
+  token: () => kiosk.token,
+  screens: { show, message, toWelcome, current: () => kiosk.screen },
+  keys: {
+    callerRole: "call.role.caller",
+    selfTestProblem: "kiosk.selftest.problem",
+    cameraError: (reason) => `kiosk.error.camera_${reason}`,
   },
-  { nameOf: participantName },
-);
+  refusalKey: (code) => (code === "consent_required" ? "kiosk.consent.required" : "kiosk.error.call_failed"),
+  selfTestEveryMs: SELF_TEST_EVERY_MS, // a kiosk stays up for days: again now and then, between calls
+});
 
 // --- screens ---------------------------------------------------------------------------------
 
@@ -93,11 +83,10 @@ function message(key, { back = true } = {}) {
 }
 
 function toWelcome() {
-  if (kiosk.call && kiosk.call.state !== "ended") return; // the call decides
+  if (caller.busy) return; // the call decides
   kiosk.choice = { dispute_type: null, expert_id: null };
   show(kiosk.token ? "welcome" : "enrol");
-  // A kiosk stays up for days: test the camera again now and then, between calls.
-  if (kiosk.token && kiosk.sig && Date.now() - kiosk.selfTestedAt > SELF_TEST_EVERY_MS) selfTest();
+  if (kiosk.token) caller.selfTestIfDue();
 }
 
 // --- set-up (enrolment) -------------------------------------------------------------------------
@@ -170,32 +159,13 @@ function connect() {
     document.body.dataset.signaling = state;
     if (state === "closed" && sig === kiosk.sig) closedForGood(reason);
   });
-  sig.on("snapshot", reconcile);
-  sig.on("call.updated", ({ call }) => onCall(call));
-  sig.on("call.queue_position", ({ call_id, position, estimated_wait_s }) => {
-    if (kiosk.call && kiosk.call.id === call_id) {
-      kiosk.call = { ...kiosk.call, queue_position: position, estimated_wait_s };
-      renderCalling();
-    }
-  });
-  sig.on("call.choice_offered", (payload) => {
-    if (kiosk.call && kiosk.call.id === payload.call_id) {
-      kiosk.choiceOffered = payload;
-      renderCalling();
-    }
-  });
-  sig.start().then(
-    () => {
-      if (!kiosk.selfTested) selfTest();
-    },
-    () => {}, // closedForGood handles terminal refusals
-  );
+  caller.attach(sig); // the snapshot and call events; the self-test once no call needs the camera
+  sig.start().catch(() => {}); // closedForGood handles terminal refusals
 }
 
 function closedForGood(reason) {
   console.info("[kiosk] signaling closed:", reason);
-  leaveCall();
-  kiosk.call = null;
+  caller.abandon();
   if (reason === "auth_failed") {
     storeToken(null);
     show("enrol");
@@ -207,120 +177,6 @@ function closedForGood(reason) {
   } else {
     message("kiosk.error.protocol", { back: false });
   }
-}
-
-/** After every (re)authentication: the snapshot holds our live call, if any. */
-function reconcile(snapshot) {
-  const live = (snapshot.calls || []).find((c) => c.state !== "ended");
-  if (live) {
-    onCall(live);
-    return;
-  }
-  if (kiosk.call && kiosk.call.state !== "ended") {
-    // Our call ended while we were away.
-    const ended = kiosk.call;
-    kiosk.call = null;
-    leaveCall();
-    if (ended.answered_at) toRating(ended.id);
-    else toWelcome();
-    return;
-  }
-  if (kiosk.screen === "starting") show("welcome");
-}
-
-/** A call view from a request's result: its events came first and are at least as new. */
-function onResult(call) {
-  if (kiosk.call && kiosk.call.id === call.id) return;
-  onCall(call);
-}
-
-function onCall(call) {
-  if (kiosk.finished.has(call.id)) return; // an end already shown
-  if (kiosk.call && kiosk.call.id !== call.id && call.state === "ended") return; // an old call
-  const before = kiosk.call;
-  kiosk.call = call;
-  if (call.state !== "queued") kiosk.choiceOffered = null;
-  if (WAITING.has(call.state)) {
-    if (kiosk.media) {
-      view.update(call, kiosk.sig.principal.id); // the expert dropped: wait in the call screen
-    } else {
-      show("calling");
-      renderCalling();
-    }
-  } else if (call.state === "active") {
-    enterCall(call);
-  } else if (call.state === "ended") {
-    kiosk.finished.add(call.id);
-    kiosk.call = null;
-    const wasInCall = !!kiosk.media || (before && before.state === "active");
-    leaveCall();
-    if (call.answered_at || wasInCall) toRating(call.id);
-    else if (call.end_reason === "cancelled") toWelcome();
-    else if (call.end_reason === "no_answer") message("kiosk.error.no_answer");
-    else message("kiosk.error.call_failed");
-  }
-}
-
-// --- self-test (kiosk health) -------------------------------------------------------------------
-
-async function selfTest() {
-  kiosk.selfTested = true;
-  kiosk.selfTestedAt = Date.now();
-  if (kiosk.call) return; // the call uses the camera; the next start tests again
-  // Results as the server takes them: "ok" | "denied" | "missing" | "error".
-  const health = { camera: "ok", microphone: "ok", app_build: APP_BUILD };
-  let stream = null;
-  try {
-    stream = await openCamera();
-    health.camera = (await firstFrame(stream, 4000)) ? "ok" : "error";
-    const audio = stream.getAudioTracks()[0];
-    health.microphone = audio && audio.readyState === "live" ? "ok" : "missing";
-  } catch (err) {
-    const reason = err instanceof MediaProblem ? err.reason : "failed";
-    health.camera = health.microphone = reason === "failed" ? "error" : reason;
-  } finally {
-    stopStream(stream);
-  }
-  kiosk.health = health;
-  renderSelfTest();
-  console.info("[kiosk] self-test", JSON.stringify(health));
-  try {
-    await kiosk.sig.request("device.health", health);
-    $("selftest").dataset.reported = "yes";
-  } catch (err) {
-    console.info("[kiosk] device.health not taken:", err.code);
-    $("selftest").dataset.reported = "no";
-  }
-}
-
-function firstFrame(stream, timeoutMs) {
-  const video = document.createElement("video");
-  video.muted = true;
-  video.playsInline = true;
-  video.srcObject = stream;
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => done(false), timeoutMs);
-    function done(ok) {
-      clearTimeout(timer);
-      video.srcObject = null;
-      resolve(ok);
-    }
-    video.addEventListener("loadeddata", () => done(video.videoWidth > 0), { once: true });
-    video.play().catch(() => {});
-  });
-}
-
-function renderSelfTest() {
-  const health = kiosk.health;
-  const el = $("selftest");
-  if (!health) {
-    el.textContent = "";
-    return;
-  }
-  const ok = health.camera === "ok" && health.microphone === "ok";
-  el.dataset.camera = health.camera;
-  el.dataset.microphone = health.microphone;
-  el.textContent = i18n.t(ok ? "kiosk.selftest.ok" : "kiosk.selftest.problem");
 }
 
 // --- choosing ----------------------------------------------------------------------------------
@@ -370,6 +226,7 @@ async function chooseDispute(code) {
   kiosk.choice = { dispute_type: code, expert_id: null };
   try {
     const { experts } = await api("GET", "/api/experts", { token: kiosk.token });
+    caller.rememberExperts(experts);
     kiosk.experts = experts.filter((e) => e.specialties.includes(code));
   } catch (err) {
     console.info("[kiosk] experts not loaded", err.status);
@@ -454,21 +311,10 @@ function renderNotice() {
   el.dataset.version = kiosk.notice.version;
 }
 
-// --- calling ----------------------------------------------------------------------------------
+// --- the call (web/js/caller.js from here on) ---------------------------------------------------
 
-async function launch(consentEvidence) {
+function launch(consentEvidence) {
   const choice = kiosk.choice;
-  show("starting");
-  let stream;
-  try {
-    stream = await openCamera();
-  } catch (err) {
-    const reason = err instanceof MediaProblem ? err.reason : "failed";
-    console.info("[kiosk] camera:", reason, err.cause ? err.cause.name : "");
-    message(`kiosk.error.camera_${reason}`);
-    return;
-  }
-  kiosk.localStream = stream;
   const payload = {
     dispute_type: choice.dispute_type,
     consent_evidence: consentEvidence,
@@ -477,212 +323,7 @@ async function launch(consentEvidence) {
   if (consentEvidence) payload.training_consent = $("training-consent").checked;
   if (kiosk.notice && kiosk.notice.version) payload.notice_version = kiosk.notice.version;
   if (choice.expert_id) payload.expert_id = choice.expert_id;
-  try {
-    const { call } = await kiosk.sig.request("call.launch", payload);
-    onResult(call);
-  } catch (err) {
-    console.info("[kiosk] launch refused:", err.code);
-    stopStream(kiosk.localStream);
-    kiosk.localStream = null;
-    if (err.code === "consent_required") message("kiosk.consent.required");
-    else message("kiosk.error.call_failed");
-  }
-}
-
-function renderCalling() {
-  const call = kiosk.call;
-  if (!call) return;
-  const position = call.queue_position;
-  $("queue-position").textContent =
-    call.state === "queued" && position
-      ? i18n.t("kiosk.calling.queue_position", { position })
-      : i18n.t("kiosk.calling.ringing");
-  $("queue-position").dataset.position = position ?? "";
-  const wait = call.estimated_wait_s;
-  const waitEl = $("estimated-wait");
-  if (call.state === "queued" && typeof wait === "number") {
-    waitEl.textContent =
-      wait < 60
-        ? i18n.t("kiosk.calling.estimated_wait_short")
-        : i18n.t("kiosk.calling.estimated_wait", { minutes: Math.round(wait / 60) });
-  } else {
-    waitEl.textContent = "";
-  }
-  const offered = kiosk.choiceOffered;
-  $("choice-panel").hidden = !offered;
-  if (offered) {
-    const seconds = Math.max(0, Math.round((offered.deadline - kiosk.sig.serverNow()) / 1000));
-    $("choice-deadline").textContent = i18n.t("kiosk.choice.deadline", { seconds });
-  }
-}
-
-async function choose(choice) {
-  const offered = kiosk.choiceOffered;
-  if (!offered) return;
-  kiosk.choiceOffered = null;
-  renderCalling();
-  try {
-    const { call } = await kiosk.sig.request("call.choose", { call_id: offered.call_id, choice });
-    onResult(call);
-  } catch (err) {
-    console.info("[kiosk] choice not taken:", err.code);
-  }
-}
-
-async function cancelCall() {
-  const call = kiosk.call;
-  if (!call) return toWelcome();
-  try {
-    const result = await kiosk.sig.request("call.cancel", { call_id: call.id });
-    onResult(result.call);
-  } catch (err) {
-    console.info("[kiosk] cancel:", err.code);
-  }
-}
-
-// --- in call ----------------------------------------------------------------------------------
-
-async function enterCall(call) {
-  if (kiosk.screen !== "call") {
-    show("call");
-    view.reset();
-  }
-  view.update(call, kiosk.sig.principal.id);
-  const mine = call.participants.find((p) => p.principal_id === kiosk.sig.principal.id);
-  const ownState = mine ? mine.state : null;
-  const droppedNow = ownState === "dropped" && kiosk.ownState !== "dropped";
-  kiosk.ownState = ownState;
-  if (kiosk.media && kiosk.media.callId === call.id) {
-    // The server dropped our media (no packets for a while): a new peer connection, same
-    // participant. Only once per drop: the state stays "dropped" until media flows again.
-    if (droppedNow || kiosk.media.connectionState === "failed") {
-      console.info("[kiosk] media dropped by the server: rejoining with a new connection");
-      kiosk.media.restart();
-    }
-    return;
-  }
-  if (kiosk.starting) return;
-  kiosk.starting = true;
-  try {
-    if (!kiosk.localStream) {
-      try {
-        kiosk.localStream = await openCamera(); // a reload in the middle of a call
-      } catch (err) {
-        const reason = err instanceof MediaProblem ? err.reason : "failed";
-        await kiosk.sig.request("call.leave", { call_id: call.id }).catch(() => {});
-        kiosk.call = null;
-        message(`kiosk.error.camera_${reason}`);
-        return;
-      }
-    }
-    view.setLocal(kiosk.localStream);
-    const media = new CallMedia(kiosk.sig, call.id, { localStream: kiosk.localStream });
-    kiosk.media = media;
-    window.kioskMedia = media;
-    view.attach(media);
-    media.addEventListener("state", ({ detail }) => {
-      if (detail === "failed" && kiosk.media === media && kiosk.sig.state === "open") {
-        console.info("[kiosk] media failed: rejoining");
-        media.restart();
-      }
-    });
-    await media.start().catch((err) => console.info("[kiosk] media.join:", err.code || err));
-  } finally {
-    kiosk.starting = false;
-  }
-}
-
-function leaveCall() {
-  if (kiosk.media) kiosk.media.close();
-  kiosk.media = null;
-  window.kioskMedia = null;
-  stopStream(kiosk.localStream);
-  kiosk.localStream = null;
-  view.reset();
-}
-
-async function hangUp() {
-  const call = kiosk.call;
-  if (!call) return;
-  try {
-    const result = await kiosk.sig.request("call.leave", { call_id: call.id });
-    onResult(result.call);
-  } catch (err) {
-    console.info("[kiosk] leave:", err.code);
-  }
-}
-
-function participantName(p) {
-  if (p.role === "caller") return i18n.t("call.role.caller");
-  const expert = kiosk.experts.find((e) => e.id === p.principal_id);
-  return expert ? i18n.t("call.role.expert_named", { name: expert.display_name }) : i18n.t("call.role.expert");
-}
-
-// --- rating -----------------------------------------------------------------------------------
-
-const PHRASES = ["patient", "fair", "helpful", "hard_to_hear"];
-
-function toRating(callId) {
-  kiosk.ratingCallId = callId;
-  kiosk.stars = 0;
-  kiosk.phrases.clear();
-  $("comment").value = "";
-  $("rating-error").hidden = true;
-  renderRating();
-  show("rating");
-  // Names for the expert's tiles next time, and the history of the call, stay on the server.
-}
-
-function renderRating() {
-  const stars = $("stars");
-  stars.replaceChildren();
-  for (let n = 1; n <= 5; n++) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = "★";
-    button.dataset.stars = String(n);
-    button.setAttribute("aria-label", i18n.t("kiosk.rating.star", { n }));
-    button.setAttribute("aria-pressed", String(n <= kiosk.stars));
-    button.addEventListener("click", () => {
-      kiosk.stars = n;
-      renderRating();
-    });
-    stars.append(button);
-  }
-  const phrases = $("phrases");
-  phrases.replaceChildren();
-  for (const phrase of PHRASES) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.dataset.phrase = phrase;
-    button.textContent = i18n.t(`kiosk.rating.phrase.${phrase}`);
-    button.setAttribute("aria-pressed", String(kiosk.phrases.has(phrase)));
-    button.addEventListener("click", () => {
-      if (kiosk.phrases.has(phrase)) kiosk.phrases.delete(phrase);
-      else kiosk.phrases.add(phrase);
-      renderRating();
-    });
-    phrases.append(button);
-  }
-  $("rating-submit").disabled = kiosk.stars === 0;
-}
-
-async function submitRating() {
-  const parts = [...kiosk.phrases].map((p) => i18n.t(`kiosk.rating.phrase.${p}`));
-  const typed = $("comment").value.trim();
-  if (typed) parts.push(typed);
-  const payload = { call_id: kiosk.ratingCallId, stars: kiosk.stars };
-  if (parts.length) payload.comment = parts.join("; ").slice(0, 500);
-  $("rating-submit").disabled = true;
-  try {
-    await kiosk.sig.request("call.rate", payload);
-    message("kiosk.rating.thanks");
-  } catch (err) {
-    console.info("[kiosk] rating not taken:", err.code);
-    $("rating-error").textContent = i18n.t("kiosk.rating.failed");
-    $("rating-error").hidden = false;
-    $("rating-submit").disabled = false;
-  }
+  caller.launch(payload);
 }
 
 // --- start ------------------------------------------------------------------------------------
@@ -691,12 +332,9 @@ function bind() {
   i18n.bindToggle($("lang-toggle"));
   i18n.onChange(() => {
     renderCode();
-    renderSelfTest();
     if (kiosk.screen === "dispute") renderDisputeTypes();
     if (kiosk.screen === "expert") renderExperts();
     if (kiosk.screen === "consent") loadNotice();
-    if (kiosk.screen === "calling") renderCalling();
-    if (kiosk.screen === "rating") renderRating();
     if (kiosk.screen === "message") $("message-text").textContent = i18n.t($("message-text").dataset.key);
     if (!$("enrol-error").hidden) $("enrol-error").textContent = i18n.t($("enrol-error").dataset.key);
   });
@@ -711,20 +349,8 @@ function bind() {
   }
   $("consent-agree").addEventListener("click", () => launch(true));
   $("consent-decline").addEventListener("click", () => launch(false));
-  $("choose-wait").addEventListener("click", () => choose("wait"));
-  $("choose-anyone").addEventListener("click", () => choose("anyone"));
-  $("calling-cancel").addEventListener("click", cancelCall);
-  $("hangup").addEventListener("click", hangUp);
-  $("rating-submit").addEventListener("click", submitRating);
-  $("rating-skip").addEventListener("click", () => {
-    kiosk.ratingCallId = null;
-    toWelcome();
-  });
   $("message-ok").addEventListener("click", toWelcome);
   for (const type of ["pointerdown", "keydown"]) document.addEventListener(type, armIdle, true);
-  setInterval(() => {
-    if (kiosk.screen === "calling" && kiosk.choiceOffered) renderCalling();
-  }, 1000);
 }
 
 async function boot() {

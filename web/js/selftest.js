@@ -1,20 +1,23 @@
 // The camera and microphone self-test a caller device reports with `device.health`
-// (docs/protocol.md): open both, wait for a first video frame, close them again.
+// (docs/protocol.md): open both, wait for a first video frame, close them again. Given the
+// stream a call already has, it tests that one and leaves it open: the camera is never opened
+// a second time (a page reloaded in the middle of a call).
 //
 //   const health = await runSelfTest("station-web-1");
+//   const health = await runSelfTest("kiosk-web-1", { stream: callStream });
 //   // {camera: "ok" | "denied" | "missing" | "error", microphone: ..., app_build}
 //
-// The kiosk has the same steps inline (web/js/kiosk.js); the station page uses this module.
+// The kiosk and the station use it through web/js/caller.js.
 
 import { MediaProblem, openCamera, stopStream } from "./callview.js";
 
 const FIRST_FRAME_MS = 4000;
 
-export async function runSelfTest(appBuild) {
+export async function runSelfTest(appBuild, { stream = null } = {}) {
   const health = { camera: "ok", microphone: "ok", app_build: appBuild };
-  let stream = null;
+  const borrowed = stream !== null; // the call's: tested, not closed
   try {
-    stream = await openCamera();
+    if (!borrowed) stream = await openCamera();
     health.camera = (await firstFrame(stream, FIRST_FRAME_MS)) ? "ok" : "error";
     const audio = stream.getAudioTracks()[0];
     health.microphone = audio && audio.readyState === "live" ? "ok" : "missing";
@@ -22,7 +25,7 @@ export async function runSelfTest(appBuild) {
     const reason = err instanceof MediaProblem ? err.reason : "failed";
     health.camera = health.microphone = reason === "failed" ? "error" : reason;
   } finally {
-    stopStream(stream);
+    if (!borrowed) stopStream(stream);
   }
   return health;
 }

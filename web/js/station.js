@@ -4,14 +4,15 @@
 // calling → in call (tiles, recording indicator, invite another expert) → rating → welcome.
 // Everything follows the server's call view; after a network drop or a page reload the
 // snapshot puts the page back where the call is (the officer's login is kept for the tab).
+// From the call on (and the self-test) the steps are the caller's, shared with the kiosk
+// (web/js/caller.js); this page adds the case, the parties and inviting another expert.
 //
 // URL options: #enrol=<code> (the admin's enrolment link or QR code), #token=dev_… (set-up
 // by hand, tests), ?message_s=N (how long a message stays, default 10), ?lang=en.
 
 import * as i18n from "./i18n.js";
-import { api, CallMedia, CLIENT_BUILD, Signaling } from "./client.js";
-import { CallView, MediaProblem, openCamera, stopStream } from "./callview.js";
-import { runSelfTest } from "./selftest.js";
+import { api, CLIENT_BUILD, Signaling } from "./client.js";
+import { Caller } from "./caller.js";
 
 const params = new URLSearchParams(location.search);
 const MESSAGE_MS = Number(params.get("message_s") || 10) * 1000;
@@ -21,7 +22,6 @@ const APP_BUILD = `station-${CLIENT_BUILD}`;
 const OFFICER_ROLE = "station_officer";
 const MIN_PARTIES = 1;
 const MAX_PARTIES = 20;
-const WAITING = new Set(["launching", "ringing", "queued"]);
 const PRESENT = new Set(["joining", "connected", "reconnecting"]);
 const ICONS = new Set(["neighbours", "family", "traffic", "labour", "consumer", "property", "other"]);
 // Screens on which the officer may sign out (not while a call is placed or running).
@@ -42,34 +42,43 @@ const station = {
   choice: { case_id: null, case_number: null, dispute_type: null, expert_id: null },
   parties: 2,
   notice: null,
-  call: null, // the live call view
-  choiceOffered: null,
-  media: null,
-  localStream: null,
   caseNumbers: new Map(), // case id -> case number
-  ratingCallId: null,
-  stars: 0,
-  phrases: new Set(),
   messageTimer: null,
-  selfTested: false,
-  health: null,
-  finished: new Set(), // ids of calls whose end was handled
-  starting: false,
-  ownState: null,
 };
 
-const view = new CallView(
-  {
-    tiles: $("tiles"),
-    waiting: $("waiting-media"),
-    selfVideo: $("self-video"),
-    recording: $("recording"),
-    notices: $("notices"),
-    mute: $("mute"),
-    camera: $("camera"),
+const caller = new Caller({
+  name: "station",
+  appBuild: APP_BUILD,
+  token: () => station.token,
+  screens: { show, message, toWelcome, current: () => station.screen },
+  keys: {
+    callerRole: "call.role.station",
+    selfTestProblem: "station.selftest.problem",
+    cameraError: (reason) => `station.error.camera_${reason}`,
   },
-  { nameOf: participantName },
-);
+  refusalKey: (code, payload) =>
+    code === "consent_required"
+      ? "station.consent.required"
+      : code === "not_found" && payload.case_id
+        ? "station.case.not_found"
+        : "kiosk.error.call_failed",
+  hooks: {
+    onCall(call) {
+      station.choice.case_id = call.case_id;
+      loadCaseNumber(call.case_id);
+    },
+    onEnterCall(call, first) {
+      if (first) {
+        $("invite-panel").hidden = true;
+        if (station.disputeTypes.length === 0) loadDisputeTypes().then(renderCallInfo); // after a reload
+      }
+      renderCallInfo();
+    },
+    onLeaveCall() {
+      $("invite-panel").hidden = true;
+    },
+  },
+});
 
 // --- screens ---------------------------------------------------------------------------------
 
@@ -107,12 +116,15 @@ function message(key, { back = true } = {}) {
 }
 
 function toWelcome() {
-  if (station.call && station.call.state !== "ended") return; // the call decides
+  if (caller.busy) return; // the call decides
   station.choice = { case_id: null, case_number: null, dispute_type: null, expert_id: null };
   if (!station.token) show("enrol");
   else if (!station.sessionToken) show("login");
   else if (!station.sig) connect();
-  else show("welcome");
+  else {
+    show("welcome");
+    caller.selfTestIfDue(); // not done yet if the page came back into a call that never started
+  }
 }
 
 function renderCaseBadge() {
@@ -244,20 +256,7 @@ function connect() {
     document.body.dataset.signaling = state;
     if (state === "closed") closedForGood(reason);
   });
-  sig.on("snapshot", reconcile);
-  sig.on("call.updated", ({ call }) => onCall(call));
-  sig.on("call.queue_position", ({ call_id, position, estimated_wait_s }) => {
-    if (station.call && station.call.id === call_id) {
-      station.call = { ...station.call, queue_position: position, estimated_wait_s };
-      renderCalling();
-    }
-  });
-  sig.on("call.choice_offered", (payload) => {
-    if (station.call && station.call.id === payload.call_id) {
-      station.choiceOffered = payload;
-      renderCalling();
-    }
-  });
+  caller.attach(sig); // the snapshot and call events; the self-test once no call needs the camera
   sig.start().then(
     (result) => {
       if (result.principal.role !== "station") {
@@ -280,8 +279,7 @@ function connect() {
 async function closedForGood(reason) {
   console.info("[station] signaling closed:", reason);
   station.sig = null;
-  leaveCall();
-  station.call = null;
+  caller.abandon();
   if (reason === "replaced") return message("station.error.replaced", { back: false });
   if (reason === "protocol_version_unsupported") return message("station.error.protocol", { back: false });
   // auth_failed (4001) and revoked (4004) name no credential: ask the server about each.
@@ -306,61 +304,6 @@ async function closedForGood(reason) {
   message("station.error.unavailable", { back: false });
 }
 
-/** After every (re)authentication: the snapshot holds our live call, if any. */
-function reconcile(snapshot) {
-  const live = (snapshot.calls || []).find((c) => c.state !== "ended");
-  if (live) {
-    onCall(live);
-    return;
-  }
-  // The self-test needs the camera: only when no call has it (the snapshot says so).
-  if (!station.selfTested) selfTest();
-  if (station.call && station.call.state !== "ended") {
-    const ended = station.call; // our call ended while we were away
-    station.call = null;
-    leaveCall();
-    if (ended.answered_at) toRating(ended.id);
-    else toWelcome();
-    return;
-  }
-  if (station.screen === "starting") show("welcome");
-}
-
-/** A call view from a request's result: its events came first and are at least as new. */
-function onResult(call) {
-  if (station.call && station.call.id === call.id) return;
-  onCall(call);
-}
-
-function onCall(call) {
-  if (station.finished.has(call.id)) return; // an end already shown
-  if (station.call && station.call.id !== call.id && call.state === "ended") return; // an old call
-  const before = station.call;
-  station.call = call;
-  station.choice.case_id = call.case_id;
-  loadCaseNumber(call.case_id);
-  if (call.state !== "queued") station.choiceOffered = null;
-  if (WAITING.has(call.state)) {
-    if (station.media) {
-      view.update(call, station.sig.principal.id); // the experts dropped: wait in the call
-    } else {
-      show("calling");
-      renderCalling();
-    }
-  } else if (call.state === "active") {
-    enterCall(call);
-  } else if (call.state === "ended") {
-    station.finished.add(call.id);
-    station.call = null;
-    const wasInCall = !!station.media || (before && before.state === "active");
-    leaveCall();
-    if (call.answered_at || wasInCall) toRating(call.id);
-    else if (call.end_reason === "cancelled") toWelcome();
-    else if (call.end_reason === "no_answer") message("kiosk.error.no_answer");
-    else message("kiosk.error.call_failed");
-  }
-}
-
 async function loadCaseNumber(caseId) {
   if (!caseId || station.caseNumbers.has(caseId)) return;
   station.caseNumbers.set(caseId, null);
@@ -375,37 +318,6 @@ async function loadCaseNumber(caseId) {
   }
   renderCaseBadge();
   renderCallInfo();
-}
-
-// --- self-test (device health) ----------------------------------------------------------------
-
-async function selfTest() {
-  station.selfTested = true;
-  if (station.call) return; // the call has the camera
-  const health = await runSelfTest(APP_BUILD);
-  station.health = health;
-  renderSelfTest();
-  console.info("[station] self-test", JSON.stringify(health));
-  try {
-    await station.sig.request("device.health", health);
-    $("selftest").dataset.reported = "yes";
-  } catch (err) {
-    console.info("[station] device.health not taken:", err.code);
-    $("selftest").dataset.reported = "no";
-  }
-}
-
-function renderSelfTest() {
-  const health = station.health;
-  const el = $("selftest");
-  if (!health) {
-    el.textContent = "";
-    return;
-  }
-  const ok = health.camera === "ok" && health.microphone === "ok";
-  el.dataset.camera = health.camera;
-  el.dataset.microphone = health.microphone;
-  el.textContent = i18n.t(ok ? "kiosk.selftest.ok" : "station.selftest.problem");
 }
 
 // --- case, dispute type, expert -----------------------------------------------------------------
@@ -430,11 +342,18 @@ async function chooseCase(event) {
     const number = $("case-number").value.trim();
     if (!number) return showError("case-error", "station.case.number_required");
     $("case-next").disabled = true;
-    const found = await findCase(number).finally(() => ($("case-next").disabled = false));
+    let found;
+    try {
+      found = await findCase(number);
+    } catch (err) {
+      return showError("case-error", err.key);
+    } finally {
+      $("case-next").disabled = false;
+    }
     if (!found) return showError("case-error", "station.case.not_found");
-    station.choice.case_id = found.case_id;
+    station.choice.case_id = found.id;
     station.choice.case_number = found.case_number;
-    station.caseNumbers.set(found.case_id, found.case_number);
+    station.caseNumbers.set(found.id, found.case_number);
   } else {
     station.choice.case_id = null;
     station.choice.case_number = null;
@@ -443,19 +362,23 @@ async function chooseCase(event) {
 }
 
 /**
- * An existing case by its number. The server has no look-up by number: the case is found
- * among the calls this officer placed and the calls placed from this station (newest 200 each).
+ * An existing case by its number (`GET /api/cases?number=`). The server shows a case to whoever
+ * may read one of its calls: asked with the officer's login (cases of their calls, from any
+ * station), then with the station's token (cases of calls placed here, by any officer).
+ * Resolves to the case or null; throws with the `key` of a message when it cannot tell.
  */
 async function findCase(number) {
-  const wanted = number.toUpperCase();
+  const path = `/api/cases?number=${encodeURIComponent(number)}`;
   for (const token of [station.sessionToken, station.token]) {
+    let cases;
     try {
-      const { calls } = await api("GET", "/api/calls", { token });
-      const call = calls.find((c) => c.case_id && (c.case_number || "").toUpperCase() === wanted);
-      if (call) return { case_id: call.case_id, case_number: call.case_number };
+      ({ cases } = await api("GET", path, { token }));
     } catch (err) {
-      console.info("[station] calls not loaded", err.status);
+      console.info("[station] case look-up refused", err.status, err.code);
+      const key = err.code === "invalid_case_number" ? "station.case.number_malformed" : "station.case.lookup_failed";
+      throw Object.assign(new Error("case look-up"), { key });
     }
+    if (cases.length > 0) return cases[0];
   }
   return null;
 }
@@ -512,6 +435,7 @@ async function chooseDispute(code) {
 async function loadExperts() {
   try {
     station.experts = (await api("GET", "/api/experts", { token: station.token })).experts;
+    caller.rememberExperts(station.experts);
   } catch (err) {
     console.info("[station] experts not loaded", err.status);
   }
@@ -625,194 +549,24 @@ function launchPayload(consentEvidence) {
   return payload;
 }
 
-/** The parties refuse: the server records the refusal (audit) and answers consent_required. */
-async function consentRefused() {
-  try {
-    const { call } = await station.sig.request("call.launch", launchPayload(false));
-    onResult(call); // a server that would take a station call without consent
-  } catch (err) {
-    console.info("[station] launch without consent:", err.code);
-    message(err.code === "consent_required" ? "station.consent.required" : "kiosk.error.call_failed");
-  }
-}
-
-async function launch() {
-  const payload = launchPayload(true);
-  show("starting");
-  let stream;
-  try {
-    stream = await openCamera();
-  } catch (err) {
-    const reason = err instanceof MediaProblem ? err.reason : "failed";
-    console.info("[station] camera:", reason, err.cause ? err.cause.name : "");
-    message(`station.error.camera_${reason}`);
-    return;
-  }
-  station.localStream = stream;
-  try {
-    const { call } = await station.sig.request("call.launch", payload);
-    onResult(call);
-  } catch (err) {
-    console.info("[station] launch refused:", err.code);
-    stopStream(station.localStream);
-    station.localStream = null;
-    if (err.code === "consent_required") message("station.consent.required");
-    else if (err.code === "not_found" && payload.case_id) message("station.case.not_found");
-    else message("kiosk.error.call_failed");
-  }
-}
-
-// --- calling ----------------------------------------------------------------------------------
-
-function renderCalling() {
-  const call = station.call;
-  if (!call) return;
-  const position = call.queue_position;
-  $("queue-position").textContent =
-    call.state === "queued" && position
-      ? i18n.t("kiosk.calling.queue_position", { position })
-      : i18n.t("kiosk.calling.ringing");
-  $("queue-position").dataset.position = position ?? "";
-  const wait = call.estimated_wait_s;
-  const waitEl = $("estimated-wait");
-  if (call.state === "queued" && typeof wait === "number") {
-    waitEl.textContent =
-      wait < 60
-        ? i18n.t("kiosk.calling.estimated_wait_short")
-        : i18n.t("kiosk.calling.estimated_wait", { minutes: Math.round(wait / 60) });
-  } else {
-    waitEl.textContent = "";
-  }
-  const offered = station.choiceOffered;
-  $("choice-panel").hidden = !offered;
-  if (offered) {
-    const seconds = Math.max(0, Math.round((offered.deadline - station.sig.serverNow()) / 1000));
-    $("choice-deadline").textContent = i18n.t("kiosk.choice.deadline", { seconds });
-  }
-}
-
-async function choose(choice) {
-  const offered = station.choiceOffered;
-  if (!offered) return;
-  station.choiceOffered = null;
-  renderCalling();
-  try {
-    const { call } = await station.sig.request("call.choose", { call_id: offered.call_id, choice });
-    onResult(call);
-  } catch (err) {
-    console.info("[station] choice not taken:", err.code);
-  }
-}
-
-async function cancelCall() {
-  const call = station.call;
-  if (!call) return toWelcome();
-  try {
-    const result = await station.sig.request("call.cancel", { call_id: call.id });
-    onResult(result.call);
-  } catch (err) {
-    console.info("[station] cancel:", err.code);
-  }
+/**
+ * The parties refuse: the server records the refusal (audit) and answers consent_required. No
+ * camera for that (a server that took the call anyway would have it opened in the call).
+ */
+function consentRefused() {
+  caller.launch(launchPayload(false), { camera: false });
 }
 
 // --- in call ----------------------------------------------------------------------------------
 
 function renderCallInfo() {
-  const call = station.call;
+  const call = caller.call;
   if (!call) return;
   const number = station.caseNumbers.get(call.case_id);
   const type = disputeName(call.dispute_type);
   $("call-info").textContent = number
     ? i18n.t("station.call.info", { number, type })
     : i18n.t("expert.call.info", { type });
-}
-
-async function enterCall(call) {
-  if (station.screen !== "call") {
-    show("call");
-    view.reset();
-    $("invite-panel").hidden = true;
-    if (station.disputeTypes.length === 0) loadDisputeTypes().then(renderCallInfo); // after a reload
-  }
-  renderCallInfo();
-  if (call.participants.some((p) => p.role === "expert" && !expertName(p.principal_id))) {
-    // A new expert: their name for the tile (relabelled when it comes).
-    loadExperts().then(() => station.call && view.update(station.call, station.sig.principal.id));
-  }
-  view.update(call, station.sig.principal.id);
-  const mine = call.participants.find((p) => p.principal_id === station.sig.principal.id);
-  const ownState = mine ? mine.state : null;
-  const droppedNow = ownState === "dropped" && station.ownState !== "dropped";
-  station.ownState = ownState;
-  if (station.media && station.media.callId === call.id) {
-    if (droppedNow || station.media.connectionState === "failed") {
-      console.info("[station] media dropped by the server: rejoining with a new connection");
-      station.media.restart();
-    }
-    return;
-  }
-  if (station.starting) return;
-  station.starting = true;
-  try {
-    if (!station.localStream) {
-      try {
-        station.localStream = await openCamera(); // a reload in the middle of a call
-      } catch (err) {
-        const reason = err instanceof MediaProblem ? err.reason : "failed";
-        await station.sig.request("call.leave", { call_id: call.id }).catch(() => {});
-        station.call = null;
-        message(`station.error.camera_${reason}`);
-        return;
-      }
-    }
-    view.setLocal(station.localStream);
-    const media = new CallMedia(station.sig, call.id, { localStream: station.localStream });
-    station.media = media;
-    window.stationMedia = media;
-    view.attach(media);
-    media.addEventListener("state", ({ detail }) => {
-      if (detail === "failed" && station.media === media && station.sig && station.sig.state === "open") {
-        console.info("[station] media failed: rejoining");
-        media.restart();
-      }
-    });
-    await media.start().catch((err) => console.info("[station] media.join:", err.code || err));
-  } finally {
-    station.starting = false;
-  }
-}
-
-function leaveCall() {
-  if (station.media) station.media.close();
-  station.media = null;
-  window.stationMedia = null;
-  stopStream(station.localStream);
-  station.localStream = null;
-  station.ownState = null;
-  view.reset();
-  $("invite-panel").hidden = true;
-}
-
-async function hangUp() {
-  const call = station.call;
-  if (!call) return;
-  try {
-    const result = await station.sig.request("call.leave", { call_id: call.id });
-    onResult(result.call);
-  } catch (err) {
-    console.info("[station] leave:", err.code);
-  }
-}
-
-function expertName(id) {
-  const e = station.experts.find((x) => x.id === id);
-  return e ? e.display_name : null;
-}
-
-function participantName(p) {
-  if (p.role === "caller") return i18n.t("call.role.station");
-  const name = expertName(p.principal_id);
-  return name ? i18n.t("call.role.expert_named", { name }) : i18n.t("call.role.expert");
 }
 
 // --- inviting another expert ------------------------------------------------------------------
@@ -838,7 +592,7 @@ async function openInvite() {
     option.textContent = i18n.pick(type.name_zh, type.name_en);
     specialty.append(option);
   }
-  if (station.call) specialty.value = station.call.dispute_type;
+  if (caller.call) specialty.value = caller.call.dispute_type;
   $("invite-status").textContent = "";
   delete $("invite-status").dataset.key;
   $("invite-panel").hidden = false;
@@ -849,7 +603,7 @@ async function openInvite() {
 async function refreshInviteExperts() {
   await loadExperts();
   const inCall = new Set(
-    (station.call ? station.call.participants : [])
+    (caller.call ? caller.call.participants : [])
       .filter((p) => PRESENT.has(p.state))
       .map((p) => p.principal_id),
   );
@@ -869,10 +623,10 @@ async function refreshInviteExperts() {
 }
 
 async function invite(payload) {
-  if (!station.call) return;
+  if (!caller.call) return;
   const status = $("invite-status");
   try {
-    await station.sig.request("call.invite", { call_id: station.call.id, ...payload });
+    await station.sig.request("call.invite", { call_id: caller.call.id, ...payload });
     status.dataset.key = "expert.invite.sent";
   } catch (err) {
     console.info("[station] invite:", err.code);
@@ -882,80 +636,12 @@ async function invite(payload) {
   status.textContent = i18n.t(status.dataset.key);
 }
 
-// --- rating -----------------------------------------------------------------------------------
-
-const PHRASES = ["patient", "fair", "helpful", "hard_to_hear"];
-
-function toRating(callId) {
-  station.ratingCallId = callId;
-  station.stars = 0;
-  station.phrases.clear();
-  $("comment").value = "";
-  $("rating-error").hidden = true;
-  renderRating();
-  show("rating");
-}
-
-function renderRating() {
-  const stars = $("stars");
-  stars.replaceChildren();
-  for (let n = 1; n <= 5; n++) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = "★";
-    button.dataset.stars = String(n);
-    button.setAttribute("aria-label", i18n.t("kiosk.rating.star", { n }));
-    button.setAttribute("aria-pressed", String(n <= station.stars));
-    button.addEventListener("click", () => {
-      station.stars = n;
-      renderRating();
-      stars.querySelector(`[data-stars="${n}"]`).focus();
-    });
-    stars.append(button);
-  }
-  const phrases = $("phrases");
-  phrases.replaceChildren();
-  for (const phrase of PHRASES) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.dataset.phrase = phrase;
-    button.textContent = i18n.t(`kiosk.rating.phrase.${phrase}`);
-    button.setAttribute("aria-pressed", String(station.phrases.has(phrase)));
-    button.addEventListener("click", () => {
-      if (station.phrases.has(phrase)) station.phrases.delete(phrase);
-      else station.phrases.add(phrase);
-      renderRating();
-      phrases.querySelector(`[data-phrase="${phrase}"]`).focus();
-    });
-    phrases.append(button);
-  }
-  $("rating-submit").disabled = station.stars === 0;
-}
-
-async function submitRating() {
-  const parts = [...station.phrases].map((p) => i18n.t(`kiosk.rating.phrase.${p}`));
-  const typed = $("comment").value.trim();
-  if (typed) parts.push(typed);
-  const payload = { call_id: station.ratingCallId, stars: station.stars };
-  if (parts.length) payload.comment = parts.join("; ").slice(0, 500);
-  $("rating-submit").disabled = true;
-  try {
-    await station.sig.request("call.rate", payload);
-    message("kiosk.rating.thanks");
-  } catch (err) {
-    console.info("[station] rating not taken:", err.code);
-    showError("rating-error", "kiosk.rating.failed");
-    $("rating-submit").disabled = false;
-  }
-}
-
 // --- start ------------------------------------------------------------------------------------
 
 function bind() {
   i18n.bindToggle($("lang-toggle"));
   i18n.onChange(() => {
     renderWho();
-    renderSelfTest();
     renderCaseBadge();
     renderCallInfo();
     if (station.screen === "dispute") renderDisputeTypes();
@@ -964,9 +650,7 @@ function bind() {
       renderConsent();
       loadNotice();
     }
-    if (station.screen === "calling") renderCalling();
-    if (station.screen === "rating") renderRating();
-    for (const id of ["message-text", "enrol-error", "login-error", "case-error", "rating-error", "invite-status"]) {
+    for (const id of ["message-text", "enrol-error", "login-error", "case-error", "invite-status"]) {
       const el = $(id);
       if (el.dataset.key) el.textContent = i18n.t(el.dataset.key);
     }
@@ -1001,12 +685,8 @@ function bind() {
   $("parties-fewer").addEventListener("click", () => setParties(station.parties - 1));
   $("parties-more").addEventListener("click", () => setParties(station.parties + 1));
   $("evidence-consent").addEventListener("change", renderConsent);
-  $("consent-call").addEventListener("click", launch);
+  $("consent-call").addEventListener("click", () => caller.launch(launchPayload(true)));
   $("consent-refused").addEventListener("click", consentRefused);
-  $("choose-wait").addEventListener("click", () => choose("wait"));
-  $("choose-anyone").addEventListener("click", () => choose("anyone"));
-  $("calling-cancel").addEventListener("click", cancelCall);
-  $("hangup").addEventListener("click", hangUp);
   $("invite").addEventListener("click", openInvite);
   $("invite-close").addEventListener("click", () => {
     $("invite-panel").hidden = true;
@@ -1014,15 +694,7 @@ function bind() {
   });
   $("invite-specialty-send").addEventListener("click", () => invite({ specialty: $("invite-specialty").value }));
   $("invite-expert-send").addEventListener("click", () => invite({ expert_id: $("invite-expert").value }));
-  $("rating-submit").addEventListener("click", submitRating);
-  $("rating-skip").addEventListener("click", () => {
-    station.ratingCallId = null;
-    toWelcome();
-  });
   $("message-ok").addEventListener("click", toWelcome);
-  setInterval(() => {
-    if (station.screen === "calling" && station.choiceOffered) renderCalling();
-  }, 1000);
 }
 
 async function boot() {
