@@ -171,9 +171,9 @@ class ParticipantRecorder:
                 assembler = self.assemblers[kind] = FrameAssembler(self.codecs[kind])
                 clock = self.clocks[kind] = RtpClock(self.codecs[kind], self.call.call_start_ms)
                 continue
-            logged = len(assembler.gap_log)
+            logged = assembler.gaps
             frames = assembler.feed(item)
-            if len(assembler.gap_log) != logged:
+            if assembler.gaps != logged:
                 for seq_from, seq_to, packets in assembler.gap_log[logged:]:
                     reason = "packet_loss"
                     if self.overflow_unexplained[kind] > 0:

@@ -191,7 +191,10 @@ class FrameAssembler:
                 return out
             self._timestamp = packet.rtp_timestamp
             self._arrival_ms = arrival
-            self._keyframe = packet.keyframe or keyframe_start(self.codec, packet.payload)
+            # VP8's key-frame bit is read from the whole frame in _finish.
+            self._keyframe = packet.keyframe or (
+                self.codec == "h264" and keyframe_start(self.codec, packet.payload)
+            )
         self._parts.append(data)
         if packet.marker:
             out.extend(self._finish())
