@@ -40,7 +40,7 @@ from storage.objects import ObjectInfo, ObjectStore
 
 from .spool import Spool, SpoolEntry
 
-__all__ = ["OnUploaded", "RetentionPolicy", "Uploader", "UploaderStats"]
+__all__ = ["OnUploaded", "RetentionPolicy", "StorageWarning", "Uploader", "UploaderStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,34 @@ class UploaderStats:
     held: int  # keys held back by a conflict of their own
     last_error: str | None
     healthy: bool  # the store answers and nothing is held back
+
+
+# The conditions an admin should see (`StorageWarning.code`).
+WARNING_CODES = frozenset({"upload_lag", "disk_low", "store_failing", "upload_held"})
+
+
+@dataclass(frozen=True)
+class StorageWarning:
+    """A condition an admin should see now: a stable `code` (one of WARNING_CODES), its
+    figures for a page to word in its own language, and the English text the logs use.
+
+    `params` by code: upload_lag (`lag_s`, `limit_s`, `pending_files`, `pending_bytes`),
+    disk_low (`free_mib`, `limit_mib`, `directory`), store_failing (`failures`,
+    `last_error`), upload_held (`key`, `reason`).
+    """
+
+    code: str
+    params: dict[str, Any]
+    message: str
+
+    def __post_init__(self) -> None:
+        if self.code not in WARNING_CODES:
+            raise ValueError(f"unknown storage warning code {self.code!r}")
+
+    @property
+    def subject(self) -> str:
+        """What it is about, once: the code, and for a held key the key too (for the log)."""
+        return f"{self.code}:{self.params['key']}" if self.code == "upload_held" else self.code
 
 
 @dataclass
@@ -263,17 +291,20 @@ class Uploader:
             healthy=self._consecutive_failures == 0 and not self._held,
         )
 
-    def warnings(self) -> list[str]:
+    def warnings(self) -> list[StorageWarning]:
         """Conditions an admin should see now: upload lag, low disk, failing store, held keys."""
-        return [message for _, message in self._warnings()]
-
-    def _warnings(self) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
+        out: list[StorageWarning] = []
         st = self.stats
         if st.pending_count and st.lag_s > self._lag_warn_s:
             out.append(
-                (
+                StorageWarning(
                     "upload_lag",
+                    {
+                        "lag_s": round(st.lag_s, 1),
+                        "limit_s": self._lag_warn_s,
+                        "pending_files": st.pending_count,
+                        "pending_bytes": st.pending_bytes,
+                    },
                     f"upload lag: the oldest spooled file has waited {st.lag_s:.1f} s "
                     f"(limit {self._lag_warn_s:g} s); {st.pending_count} files, "
                     f"{st.pending_bytes} bytes pending",
@@ -281,32 +312,42 @@ class Uploader:
             )
         free = self._spool.free_bytes()
         if free < self._min_free_bytes:
+            free_mib, limit_mib = free // MIB, self._min_free_bytes // MIB
+            directory = str(self._spool.directory)
             out.append(
-                (
+                StorageWarning(
                     "disk_low",
-                    f"spool disk nearly full: {free / MIB:.0f} MiB free "
-                    f"(limit {self._min_free_bytes / MIB:.0f} MiB) at {self._spool.directory}",
+                    {"free_mib": free_mib, "limit_mib": limit_mib, "directory": directory},
+                    f"spool disk nearly full: {free_mib} MiB free (limit {limit_mib} MiB) "
+                    f"at {directory}",
                 )
             )
         if st.consecutive_failures:
             out.append(
-                (
+                StorageWarning(
                     "store_failing",
+                    {"failures": st.consecutive_failures, "last_error": st.last_error},
                     f"object store failing: {st.consecutive_failures} failed attempts in a "
                     f"row; last: {st.last_error}",
                 )
             )
         for key, hold in self._held.items():
-            out.append((f"held:{key}", f"upload of {key} held back: {hold.reason}"))
+            out.append(
+                StorageWarning(
+                    "upload_held",
+                    {"key": key, "reason": hold.reason},
+                    f"upload of {key} held back: {hold.reason}",
+                )
+            )
         return out
 
     def _log_warnings(self) -> None:
         """Log each warning once when it appears (error) and when it clears (info)."""
-        current = dict(self._warnings())
-        for kind in current.keys() - self._warned:
-            logger.error("storage warning: %s", current[kind])
-        for kind in self._warned - current.keys():
-            logger.info("storage warning cleared: %s", kind)
+        current = {w.subject: w for w in self.warnings()}
+        for subject in current.keys() - self._warned:
+            logger.error("storage warning: %s", current[subject].message)
+        for subject in self._warned - current.keys():
+            logger.info("storage warning cleared: %s", subject)
         self._warned = set(current)
 
     async def wait_until(

@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 
 import segno
 
-from signaling.errors import SignalingError
+from signaling.errors import BadRequest, SignalingError
 
 # The page a device of each kind opens to enrol (the app serves web/ under /web/); the code
 # travels in the fragment, so it never reaches a server log or a Referer header.
@@ -23,10 +23,21 @@ _CODE = re.compile(r"[0-9]{8}")
 _SEPARATORS = re.compile(r"[\s-]")
 
 
+class InvalidDeviceKind(BadRequest):
+    """`POST /api/enrol` without a `kind`, or with one that is not a device kind (`kiosk`,
+    `station`): the page enrolling must say what it is. Nothing is looked up or spent."""
+
+    code = "invalid_device_kind"
+
+    def __init__(self) -> None:
+        kinds = " or ".join(sorted(ENROLMENT_PAGES))
+        super().__init__(f"kind is required: the kind of device enrolling, {kinds}")
+
+
 class WrongDeviceKind(SignalingError):
-    """`POST /api/enrol` with a `kind`: the code is valid but made for a device of another
-    kind (a kiosk's code typed on a station). Nothing is spent; the code still enrols its
-    own device."""
+    """`POST /api/enrol`: the code is valid but made for a device of another kind (a
+    kiosk's code typed on a station). Nothing is spent; the code still enrols its own
+    device."""
 
     code = "wrong_device_kind"
     http_status = 409

@@ -165,17 +165,12 @@ async def get_original(request: web.Request) -> web.StreamResponse:
 
 
 async def storage_warnings(request: web.Request) -> web.Response:
-    """`items`: each warning's code, parameters and English message; `warnings`: the
-    messages alone (what this answered before the codes)."""
+    """`warnings`: each warning's code, parameters and English message; `recording_gaps`:
+    the gaps counted since the service started."""
     _require(request, "warnings.read")
     recordings = request.app[HUB].recordings
-    items = recordings.warnings()
     return web.json_response(
-        {
-            "warnings": [item["message"] for item in items],
-            "items": items,
-            "recording_gaps": recordings.gap_count,
-        }
+        {"warnings": recordings.warnings(), "recording_gaps": recordings.gap_count}
     )
 
 

@@ -20,6 +20,7 @@ from signaling import evidence_api
 from signaling.dispatch import WAITING_STATES, CallState
 from signaling.enrolment import (
     FailureThrottle,
+    InvalidDeviceKind,
     WrongDeviceKind,
     enrolment_link,
     normalise_code,
@@ -601,9 +602,9 @@ async def enrol(request: web.Request) -> web.Response:
         return response
     body = await _json_body(request)
     typed = _field(body, "code")
-    kind = _field(body, "kind", required=False)  # the kind of device enrolling, if it says
-    if kind is not None and kind not in DEVICE_KINDS:
-        raise BadRequest(f"kind must be one of {sorted(DEVICE_KINDS)}")
+    kind = body.get("kind")  # the kind of device enrolling; the code must be made for it
+    if not isinstance(kind, str) or kind not in DEVICE_KINDS:
+        raise InvalidDeviceKind()
     code = normalise_code(typed) if len(typed) <= 32 else None
     refused: storage_errors.EnrolmentRefused | None = None
     with store.transaction():
@@ -629,7 +630,7 @@ async def enrol(request: web.Request) -> web.Response:
     if refused is not None:
         throttle.record_failure(ip, now)
         log.info("enrolment refused (%s) from %s", refused.reason, ip)
-        if refused.reason == "wrong_kind" and kind is not None:
+        if refused.reason == "wrong_kind":
             raise WrongDeviceKind(kind)
         raise EnrolmentFailed("the code is wrong, used or expired; ask for a new one")
     hub.revoke(device.id)  # connections on the old token end (close 4004)

@@ -177,33 +177,10 @@ class CallRecordingHub:
         """
         out: list[dict[str, Any]] = []
         if self.uploader is not None:
-            s, st = self.hub.settings, self.uploader.stats
-            # The uploader's own (kind, message) pairs, the kinds it logs them under.
-            for kind, message in self.uploader._warnings():
-                code = kind
-                params: dict[str, Any] = {}
-                if kind == "upload_lag":
-                    params = {
-                        "lag_s": round(st.lag_s, 1),
-                        "limit_s": s.upload_lag_warn_s,
-                        "pending_files": st.pending_count,
-                        "pending_bytes": st.pending_bytes,
-                    }
-                elif kind == "disk_low":
-                    params = {
-                        "free_mib": self.spool.free_bytes() // (1024 * 1024),
-                        "limit_mib": s.spool_min_free_mb,
-                        "directory": str(self.spool.directory),
-                    }
-                elif kind == "store_failing":
-                    params = {"failures": st.consecutive_failures, "last_error": st.last_error}
-                elif kind.startswith("held:"):
-                    code = "upload_held"
-                    params = {
-                        "key": kind.removeprefix("held:"),
-                        "reason": message.partition(" held back: ")[2],
-                    }
-                out.append({"code": code, "params": params, "message": message})
+            out += [
+                {"code": w.code, "params": w.params, "message": w.message}
+                for w in self.uploader.warnings()
+            ]
         horizon = time.monotonic() - GAP_WARNING_S
         while self.recent_gaps and self.recent_gaps[0][0] < horizon:
             self.recent_gaps.popleft()

@@ -30,7 +30,9 @@ class EnrolmentRefused(StorageError):
     """An enrolment code could not be redeemed; `reason` says why (never the code itself).
 
     Reasons: ``unknown`` (never issued, already used or replaced), ``expired``,
-    ``device_disabled``.
+    ``device_disabled`` (an expired code, or one of a disabled device, is spent), and
+    ``wrong_kind`` (a valid code of a device of another kind than the one asked for; nothing
+    is spent, the code still enrols its own device).
     """
 
     def __init__(self, reason: str) -> None:

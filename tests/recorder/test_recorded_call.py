@@ -268,4 +268,8 @@ async def test_a_recorder_that_falls_behind_records_the_gap_and_still_verifies(m
     status, body = await service.http(
         "GET", "/api/admin/warnings", token=await service.login("adam")
     )
-    assert status == 200 and any("tap_overflow" in w for w in body["warnings"]), body
+    assert status == 200, body
+    assert any(
+        w["code"] == "recording_gap" and w["params"]["reason"] == "tap_overflow"
+        for w in body["warnings"]
+    ), body

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from recorder.spool import Spool
-from recorder.uploader import Uploader, UploaderStats
+from recorder.uploader import MIB, StorageWarning, Uploader, UploaderStats
 from storage import LocalObjectStore, ObjectInfo, ObjectStore, S3ObjectStore
 
 from .. import s3util
@@ -70,6 +70,10 @@ def fast_uploader(spool: Spool, store: ObjectStore, **kw: Any) -> Uploader:
     kw.setdefault("backoff_max_s", 0.2)
     kw.setdefault("close_grace_s", 3.0)
     return Uploader(spool, store, **kw)
+
+
+def codes(warnings: list[StorageWarning]) -> list[str]:
+    return [w.code for w in warnings]
 
 
 @asynccontextmanager
@@ -235,7 +239,8 @@ async def test_locked_object_with_other_content_holds_only_its_key(
         async with running(fast_uploader(spool, store)) as up:
             st = await up.wait_until(lambda s: s.uploaded_count == 1 and s.held == 1, 30)
             assert not st.healthy and st.failures >= 1
-            assert any(w.startswith(f"upload of {blocked} held back") for w in up.warnings())
+            held = [w for w in up.warnings() if w.code == "upload_held"]
+            assert [w.params["key"] for w in held] == [blocked], up.warnings()
             assert [e.key for e in spool.pending()] == [blocked]
     assert spool.path(blocked).read_bytes() == b"our segment"
     assert store.get(blocked) == b"someone else's bytes"
@@ -260,7 +265,9 @@ async def test_a_spool_file_damaged_after_its_commit_is_held_not_uploaded(
     async with running(fast_uploader(spool, store, retention=retention)) as up:
         st = await up.wait_until(lambda s: s.uploaded_count == 1 and s.held == 1, 30)
         assert any(
-            w.startswith(f"upload of {damaged} held back") and "damaged on local disk" in w
+            w.code == "upload_held"
+            and w.params["key"] == damaged
+            and "damaged on local disk" in w.params["reason"]
             for w in up.warnings()
         ), up.warnings()
         assert [e.key for e in spool.pending()] == [damaged]
@@ -381,10 +388,12 @@ async def test_upload_lag_warning_comes_and_goes(
     with caplog.at_level(logging.INFO, logger="recorder.uploader"):
         async with running(up):
             spool.commit_bytes(f"{P}p1/000001.webm", b"late segment")
-            assert not any(w.startswith("upload lag") for w in up.warnings())
-            await poll_until(lambda: any(w.startswith("upload lag") for w in up.warnings()))
+            assert "upload_lag" not in codes(up.warnings())
+            await poll_until(lambda: "upload_lag" in codes(up.warnings()))
             assert up.stats.lag_s > 0.3 and up.stats.pending_count == 1
-            assert any(w.startswith("object store failing") for w in up.warnings())
+            assert "store_failing" in codes(up.warnings())
+            (lag,) = [w for w in up.warnings() if w.code == "upload_lag"]
+            assert lag.params["limit_s"] == 0.3 and lag.params["pending_files"] == 1
             await poll_until(
                 lambda: any(
                     r.levelno == logging.ERROR and "storage warning: upload lag" in r.message
@@ -405,9 +414,14 @@ async def test_low_disk_warning(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path / "objects")
     roomy = fast_uploader(spool, store, min_free_bytes=0)
     assert roomy.warnings() == []
-    cramped = fast_uploader(spool, store, min_free_bytes=spool.free_bytes() + 2**40)
-    warnings = cramped.warnings()
-    assert len(warnings) == 1 and warnings[0].startswith("spool disk nearly full")
+    limit = spool.free_bytes() + 2**40
+    cramped = fast_uploader(spool, store, min_free_bytes=limit)
+    (warning,) = cramped.warnings()
+    assert warning.code == "disk_low"
+    assert warning.params["limit_mib"] == limit // MIB
+    assert 0 <= warning.params["free_mib"] < warning.params["limit_mib"]
+    assert warning.params["directory"] == str(spool.directory)
+    assert warning.message.startswith("spool disk nearly full")
 
 
 async def test_wait_idle_times_out_while_storage_is_down(
@@ -432,3 +446,12 @@ def test_stats_before_start(tmp_path: Path) -> None:
     st = Uploader(spool, LocalObjectStore(tmp_path / "objects")).stats
     assert isinstance(st, UploaderStats)
     assert (st.pending_count, st.pending_bytes, st.uploaded_count, st.healthy) == (1, 5, 0, True)
+
+
+def test_a_storage_warning_has_a_known_code() -> None:
+    """StorageWarning refuses a code no page can word; a held key is its own subject."""
+    with pytest.raises(ValueError, match="unknown storage warning code"):
+        StorageWarning("disk_full", {}, "spool disk full")
+    held = StorageWarning("upload_held", {"key": "a/b.webm", "reason": "locked"}, "held")
+    assert held.subject == "upload_held:a/b.webm"
+    assert StorageWarning("disk_low", {}, "low").subject == "disk_low"

@@ -115,7 +115,7 @@ async def test_only_admins_list_inactive_dispute_types_with_all_1(service):
 
 async def test_storage_warnings_carry_a_code_parameters_and_the_english_message(make_service):
     """A spool disk below its limit and a recording gap (as the recorder reports it) each
-    come with a stable code and parameters; `warnings` keeps the messages alone."""
+    come with a stable code, parameters and the English message, and nothing else."""
     service = await make_service(spool_min_free_mb=10**9)
     token = await admin_token(service)
     recordings = service.hub.recordings
@@ -136,9 +136,11 @@ async def test_storage_warnings_carry_a_code_parameters_and_the_english_message(
     )
     status, body = await service.http("GET", "/api/admin/warnings", token=token)
     assert status == 200, body
-    codes = [item["code"] for item in body["items"]]
+    assert set(body) == {"warnings", "recording_gaps"}
+    codes = [item["code"] for item in body["warnings"]]
     assert codes == ["disk_low", "recording_gap"]
-    disk, gap = body["items"]
+    disk, gap = body["warnings"]
+    assert set(disk) == set(gap) == {"code", "params", "message"}
     assert disk["params"]["limit_mib"] == 10**9
     assert 0 <= disk["params"]["free_mib"] < 10**9
     assert disk["params"]["directory"] == str(service.settings.spool_dir)
@@ -152,7 +154,6 @@ async def test_storage_warnings_carry_a_code_parameters_and_the_english_message(
         "at": "2025-01-02T03:04:05.000Z",
     }
     assert "tap_overflow" in gap["message"]
-    assert body["warnings"] == [disk["message"], gap["message"]]
     assert body["recording_gaps"] == 1
 
 

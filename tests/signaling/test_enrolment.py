@@ -31,8 +31,9 @@ async def new_code(service, device_id: str, **kwargs) -> dict:
     return body
 
 
-async def enrol(service, code: str, **kwargs) -> tuple[int, dict]:
-    return await service.http("POST", "/api/enrol", json={"code": code}, **kwargs)
+async def enrol(service, code: str, kind: str = "kiosk", **kwargs) -> tuple[int, dict]:
+    """`POST /api/enrol` as a device of `kind` would send it."""
+    return await service.http("POST", "/api/enrol", json={"code": code, "kind": kind}, **kwargs)
 
 
 def svg_modules(svg: str) -> set[tuple[int, int]]:
@@ -164,7 +165,9 @@ async def test_unknown_and_malformed_codes_fail_alike_and_bad_bodies_are_invalid
     for code in ("00000000", "1234", "abcdefgh", "9" * 40):
         status, body = await enrol(service, code)
         assert status == 401 and body["error"]["code"] == "enrolment_failed", code
-    status, body = await service.http("POST", "/api/enrol", json={"code": 12345678})
+    status, body = await service.http(
+        "POST", "/api/enrol", json={"code": 12345678, "kind": "kiosk"}
+    )
     assert status == 400 and body["error"]["code"] == "invalid_message"
     status, body = await service.http("POST", "/api/enrol", data="not json")
     assert status == 400 and body["error"]["code"] == "invalid_message"
@@ -181,7 +184,9 @@ async def test_too_many_failures_from_one_ip_are_throttled_even_with_the_right_c
         status, _reply = await enrol(service, wrong)
         assert status == 401
     async with aiohttp.ClientSession() as http:
-        async with http.post(service.base_url + "/api/enrol", json={"code": body["code"]}) as resp:
+        async with http.post(
+            service.base_url + "/api/enrol", json={"code": body["code"], "kind": "kiosk"}
+        ) as resp:
             assert resp.status == 429
             assert (await resp.json())["error"]["code"] == "rate_limited"
             assert 1 <= int(resp.headers["Retry-After"]) <= 60
@@ -309,8 +314,7 @@ async def test_a_code_enrols_only_a_device_of_the_kind_it_was_made_for(service):
 
 
 async def test_the_kind_check_does_not_tell_a_wrong_or_spent_code_apart(service):
-    """An unknown code with a kind, or a spent one, is still just enrolment_failed; a kind
-    that is no device kind is invalid; a mismatch counts against the throttle."""
+    """An unknown code, or a spent one, is still just enrolment_failed whatever the kind."""
     kiosk_id, _ = service.add_device("kiosk")
     body = await new_code(service, kiosk_id)
     wrong = "00000000" if body["code"] != "00000000" else "11111111"
@@ -318,10 +322,6 @@ async def test_the_kind_check_does_not_tell_a_wrong_or_spent_code_apart(service)
         "POST", "/api/enrol", json={"code": wrong, "kind": "station"}
     )
     assert status == 401 and reply["error"]["code"] == "enrolment_failed"
-    status, reply = await service.http(
-        "POST", "/api/enrol", json={"code": body["code"], "kind": "expert"}
-    )
-    assert status == 400 and reply["error"]["code"] == "invalid_message"
     status, reply = await service.http(
         "POST", "/api/enrol", json={"code": body["code"], "kind": "kiosk"}
     )
@@ -346,3 +346,19 @@ async def test_kind_mismatches_are_throttled_like_wrong_codes(make_service):
     )
     assert status == 429 and reply["error"]["code"] == "rate_limited"
     assert service.store.pending_enrolments() == {station_id: body["expires_at"]}
+
+
+async def test_a_device_must_say_its_kind_and_nothing_is_spent_until_it_does(service):
+    """Without a `kind`, or with one that is no device kind, the request is invalid
+    (invalid_device_kind): the code is not looked at, spent or counted as a failure."""
+    kiosk_id, kiosk_token = service.add_device("kiosk")
+    body = await new_code(service, kiosk_id)
+    for bad in ({}, {"kind": None}, {"kind": "expert"}, {"kind": ""}, {"kind": 1}):
+        status, reply = await service.http("POST", "/api/enrol", json={"code": body["code"], **bad})
+        assert status == 400 and reply["error"]["code"] == "invalid_device_kind", (bad, reply)
+        assert "kiosk or station" in reply["error"]["message"]
+    assert service.store.pending_enrolments() == {kiosk_id: body["expires_at"]}
+    assert service.store.find_device_by_token(kiosk_token) is not None
+    assert not [e for e in service.store.list_audit(limit=1000) if e.action.endswith("_failed")]
+    status, reply = await enrol(service, body["code"], "kiosk")
+    assert status == 200 and reply["device_id"] == kiosk_id

@@ -74,9 +74,10 @@ async def test_a_admin_enrols_a_kiosk_and_revoking_it_refuses_the_kiosk(
     service, pages, checked_shots
 ):
     """The admin creates a kiosk device and an enrolment code: the code shown on the admin page,
-    typed on a new kiosk's keypad, brings the kiosk to welcome, and its self-test shows in the
-    device list. Rotating the token, and later disabling the device, each make the kiosk say it
-    was disabled; reloaded, it is back at its set-up screen."""
+    typed on a station's set-up screen, is refused as a kiosk's code and not spent; typed on a
+    new kiosk's keypad, it brings the kiosk to welcome, and its self-test shows in the device
+    list. Rotating the token, and later disabling the device, each make the kiosk say it was
+    disabled; reloaded, it is back at its set-up screen."""
     shots = checked_shots
     admin = await admin_signed_in(pages, service, shots)
     await shots(admin, "admin-live-calls")
@@ -96,6 +97,19 @@ async def test_a_admin_enrols_a_kiosk_and_revoking_it_refuses_the_kiosk(
     code = await shown_code(admin, device_id)
     await admin.wait_for_selector(f'{device_row(device_id)}[data-pending="1"]')
     await shots(admin, "admin-enrolment-code-and-qr")
+
+    # A station's page sends `kind: station`: the kiosk's code is refused before it is spent.
+    station = await pages.open("kiosk-yellow", url(service, "station.html"), label="station")
+    await screen(station, "enrol")
+    await station.fill("#enrol-code", code)
+    await station.click("#enrol-submit")
+    await station.wait_for_selector("#enrol-error[data-key='station.enrol.wrong_kind']")
+    wrong_kind = CATALOGUES["zh-CN"]["station.enrol.wrong_kind"]
+    assert await station.inner_text("#enrol-error") == wrong_kind
+    await shots(station, "station-refuses-a-kiosk-code")
+    await screen(station, "enrol")
+    assert await station.evaluate("localStorage.getItem('station.device_token')") is None
+    assert set(service.store.pending_enrolments()) == {device_id}  # the code still works
 
     kiosk = await pages.open("kiosk-red", url(service, "kiosk.html"))
     await screen(kiosk, "enrol")

@@ -11,7 +11,7 @@ PREFIXES = ("common", "index", "kiosk", "expert", "call")
 # Keys built at run time from a server value: every value the server can send.
 DYNAMIC = {
     "kiosk.error.camera_": ["denied", "missing", "failed"],
-    "kiosk.enrol.": ["failed", "unavailable", "throttled"],
+    "kiosk.enrol.": ["failed", "unavailable", "throttled", "wrong_kind"],
     "kiosk.expert.": ["available", "busy", "away", "offline"],
     "kiosk.rating.phrase.": ["patient", "fair", "helpful", "hard_to_hear"],
     "expert.availability.": ["available", "away", "busy", "offline"],

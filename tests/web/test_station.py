@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Page
 
 from tests.conftest import PASSWORD, Service
-from tests.web.conftest import BLUE, GREEN, YELLOW, Pages
+from tests.web.conftest import BLUE, CATALOGUES, GREEN, YELLOW, Pages
 from tests.web.journeys import (
     accept_ring,
     enrolment_code,
@@ -184,10 +184,11 @@ async def test_a_station_call_with_a_new_case_two_parties_and_an_invited_expert(
 async def test_b_station_in_chinese_enrols_by_link_refuses_without_consent_and_reuses_a_case(
     service, pages, checked_shots
 ):
-    """In Chinese: the station is set up by the admin's enrolment link; a non-officer cannot sign
-    in; three parties who refuse recording get no call; a call under a new case is queued and
-    cancelled; a second call is filed under that case by typing its number, found by the
-    server's look-up (something that is no case number, and an unknown number, are each said
+    """In Chinese: the station is set up by the admin's enrolment link (the same link opened on
+    a kiosk, in English, is refused there as a station's code and not spent); a non-officer
+    cannot sign in; three parties who refuse recording get no call; a call under a new case is
+    queued and cancelled; a second call is filed under that case by typing its number, found
+    by the server's look-up (something that is no case number, and an unknown number, are each said
     so); the officer signs out; signed in again, a disabled account is sent back to the
     sign-in."""
     shots = checked_shots
@@ -197,6 +198,15 @@ async def test_b_station_in_chinese_enrols_by_link_refuses_without_consent_and_r
     enrolment = await enrolment_code(service, device_id)
     link = enrolment["link"]
     assert link.startswith(f"{service.base_url}/web/station.html#enrol=")
+    # A kiosk sends `kind: kiosk`: the station's code is refused before it is spent.
+    kiosk_url = link.replace("station.html#", "kiosk.html?lang=en#")
+    kiosk = await pages.open("kiosk-red", kiosk_url, label="kiosk")
+    await kiosk.wait_for_selector("#enrol-error[data-key='kiosk.enrol.wrong_kind']")
+    wrong_kind = CATALOGUES["en"]["kiosk.enrol.wrong_kind"]
+    assert await kiosk.inner_text("#enrol-error") == wrong_kind
+    await screen(kiosk, "enrol")
+    await shots(kiosk, "kiosk-refuses-a-station-code-en")
+    assert set(service.store.pending_enrolments()) == {device_id}
     page_url = link.replace("station.html#", "station.html?message_s=1#")
     station = await pages.open(STATION_BROWSER, page_url, label="station")
     await screen(station, "login")  # enrolled by the link: now the officer

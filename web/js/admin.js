@@ -812,7 +812,7 @@ function renderWarnings() {
   const list = $("warnings-list");
   list.replaceChildren();
   if (!data) return;
-  const items = data.items || [];
+  const items = data.warnings || [];
   for (const item of items) {
     const [text, detail] = warningText(item);
     const li = el("li", { data: { code: item.code } });

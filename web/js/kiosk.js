@@ -117,7 +117,8 @@ function bindEnrol() {
 async function enrol() {
   $("enrol-submit").disabled = true;
   try {
-    const result = await api("POST", "/api/enrol", { body: { code } });
+    // The kind makes the server refuse a station's code (wrong_device_kind) before spending it.
+    const result = await api("POST", "/api/enrol", { body: { code, kind: "kiosk" } });
     storeToken(result.device_token);
     code = "";
     renderCode();
@@ -127,9 +128,11 @@ async function enrol() {
     const key =
       err.code === "enrolment_failed"
         ? "failed"
-        : err.code === "rate_limited"
-          ? "throttled"
-          : "unavailable";
+        : err.code === "wrong_device_kind"
+          ? "wrong_kind"
+          : err.code === "rate_limited"
+            ? "throttled"
+            : "unavailable";
     $("enrol-error").textContent = i18n.t(`kiosk.enrol.${key}`);
     $("enrol-error").dataset.key = `kiosk.enrol.${key}`;
     $("enrol-error").hidden = false;

@@ -149,18 +149,15 @@ async function enrol(code) {
   $("enrol-submit").disabled = true;
   $("enrol-error").hidden = true;
   try {
-    const result = await api("POST", "/api/enrol", { body: { code } });
-    if (result.kind !== "station") {
-      // The code was a kiosk's (and is used up now): this page cannot use its token.
-      throw Object.assign(new Error("not a station"), { code: "wrong_kind" });
-    }
+    // The kind makes the server refuse a kiosk's code (wrong_device_kind) before spending it.
+    const result = await api("POST", "/api/enrol", { body: { code, kind: "station" } });
     storeToken(result.device_token);
     $("enrol-code").value = "";
     toWelcome();
   } catch (err) {
     console.info("[station] enrolment refused", err.status, err.code);
     const key =
-      err.code === "wrong_kind"
+      err.code === "wrong_device_kind"
         ? "station.enrol.wrong_kind"
         : err.code === "enrolment_failed"
           ? "kiosk.enrol.failed"
