@@ -53,7 +53,12 @@ case "${1:-}" in
         venv ".[test]"
         "$VENV/bin/ruff" check .
         "$VENV/bin/mypy" signaling storage media recorder
-        exec "$VENV/bin/python" -m pytest -q "$@"
+        status=0
+        "$VENV/bin/python" -m pytest -q "$@" || status=$?
+        # The browser tests save every page state they pass through: CI keeps this folder.
+        shots=$(find artifacts/screenshots -name '*.png' 2>/dev/null | wc -l)
+        echo "screenshots of the page states visited: $shots in artifacts/screenshots/"
+        exit "$status"
         ;;
     *)
         echo "usage: ./dev.sh serve [--port N] | ./dev.sh test [pytest args]" >&2
