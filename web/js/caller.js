@@ -18,7 +18,7 @@
 
 import * as i18n from "./i18n.js";
 import { api, CallMedia } from "./client.js";
-import { CallView, MediaProblem, openCamera, stopStream } from "./callview.js";
+import { MediaProblem, openCamera, pageCallView, stopStream } from "./callview.js";
 import { runSelfTest } from "./selftest.js";
 
 const WAITING = new Set(["launching", "ringing", "queued"]);
@@ -55,18 +55,7 @@ export class Caller {
     this.phrases = new Set();
     this.health = null;
     this.selfTestedAt = 0;
-    this.view = new CallView(
-      {
-        tiles: $("tiles"),
-        waiting: $("waiting-media"),
-        selfVideo: $("self-video"),
-        recording: $("recording"),
-        notices: $("notices"),
-        mute: $("mute"),
-        camera: $("camera"),
-      },
-      { nameOf: (p) => this.participantName(p) },
-    );
+    this.view = pageCallView({ nameOf: (p) => this.participantName(p) });
     this.bind();
   }
 

@@ -40,6 +40,27 @@ export function stopStream(stream) {
   if (stream) for (const track of stream.getTracks()) track.stop();
 }
 
+/**
+ * The in-call view over the elements every in-call page names alike (#tiles,
+ * #waiting-media, #self-video, #recording, #notices, #mute, #camera).
+ * @param {object} opts {nameOf(participant) -> string}
+ */
+export function pageCallView(opts) {
+  const $ = (id) => document.getElementById(id);
+  return new CallView(
+    {
+      tiles: $("tiles"),
+      waiting: $("waiting-media"),
+      selfVideo: $("self-video"),
+      recording: $("recording"),
+      notices: $("notices"),
+      mute: $("mute"),
+      camera: $("camera"),
+    },
+    opts,
+  );
+}
+
 export class CallView {
   /**
    * @param {object} els  {tiles, waiting, selfVideo, recording, notices, mute, camera}

@@ -7,7 +7,7 @@
 
 import * as i18n from "./i18n.js";
 import { api, CallMedia, CLIENT_BUILD, Signaling } from "./client.js";
-import { CallView, MediaProblem, openCamera, stopStream } from "./callview.js";
+import { MediaProblem, openCamera, pageCallView, stopStream } from "./callview.js";
 
 const $ = (id) => document.getElementById(id);
 const PRESENT = new Set(["joining", "connected", "reconnecting"]);
@@ -29,18 +29,7 @@ const expert = {
   ownState: null,
 };
 
-const view = new CallView(
-  {
-    tiles: $("tiles"),
-    waiting: $("waiting-media"),
-    selfVideo: $("self-video"),
-    recording: $("recording"),
-    notices: $("notices"),
-    mute: $("mute"),
-    camera: $("camera"),
-  },
-  { nameOf: participantName },
-);
+const view = pageCallView({ nameOf: participantName });
 
 // --- the ring: WebAudio, unlocked by the "start duty" click ------------------------------------
 
