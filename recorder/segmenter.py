@@ -27,6 +27,7 @@ from aiortc.codecs.h264 import H264PayloadDescriptor
 
 from media.rtp import keyframe_start
 from recorder.files import fsync_path
+from recorder.h264 import SpsError, h264_size
 
 MS = fractions.Fraction(1, 1000)
 CLOCK_RATES = {"vp8": 90000, "h264": 90000, "opus": 48000}
@@ -460,8 +461,8 @@ class Segmenter:
     """Cuts one participant's frames (audio and video) into numbered segment files.
 
     A new segment starts at the first video key frame after the target length, and at
-    any VP8 key frame whose resolution differs from the open segment's (a file has one
-    video size). H.264 resolution changes are not detected (they keep the segment).
+    any key frame whose resolution differs from the open segment's (a file has one
+    video size; VP8 from the frame header, H.264 from the key frame's in-band SPS).
     """
 
     def __init__(
@@ -529,7 +530,7 @@ class Segmenter:
         if self.video_codec is None:
             raise RecorderError("audio-only segmenter got video")
         done: list[Path] = []
-        size = self._vp8_size(frame) if frame.keyframe else None
+        size = self._frame_size(frame) if frame.keyframe else None
         resized = size is not None and self._has_video and size != self._size
         if frame.keyframe and (
             self._writer is None or not self._has_video or resized or self.due(pts_ms)
@@ -542,13 +543,17 @@ class Segmenter:
         self._writer.write_video(frame.data, pts_ms, frame.keyframe)
         return done
 
-    def _vp8_size(self, frame: Frame) -> tuple[int, int] | None:
-        if self.video_codec != "vp8":
-            return None
+    def _frame_size(self, frame: Frame) -> tuple[int, int] | None:
+        """A key frame's picture size (VP8 frame header, H.264 SPS); None when unreadable
+        (an H.264 IDR without an in-band SPS keeps the open segment)."""
         try:
-            return vp8_size(frame.data)
-        except RecorderError:
-            return None
+            if self.video_codec == "vp8":
+                return vp8_size(frame.data)
+            if self.video_codec == "h264":
+                return h264_size(frame.data)
+        except (RecorderError, SpsError):
+            pass
+        return None
 
     def add_audio(self, frame: Frame, pts_ms: int) -> list[Path]:
         """Take one audio frame; return the segments this closed.

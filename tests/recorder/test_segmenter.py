@@ -173,11 +173,13 @@ def test_audio_only_is_segmented_by_time(tmp_path):
             assert 40 <= sum(1 for _ in container.decode(audio=0)) <= 60
 
 
-def test_resolution_change_starts_a_new_segment(tmp_path):
-    """A VP8 key frame of another size closes the segment; each file has one size."""
-    small = clips.video_clip((40, 200, 40), width=320, height=240, frames=4)
-    large = clips.video_clip((40, 40, 200), width=640, height=480, frames=4)
-    segmenter = Segmenter(tmp_path, "vp8", target_s=60.0)
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_resolution_change_starts_a_new_segment(tmp_path, codec):
+    """A key frame of another size (VP8 frame header, H.264 SPS) closes the segment; each
+    file has one size."""
+    small = clips.video_clip((40, 200, 40), codec=codec, width=320, height=240, frames=4)
+    large = clips.video_clip((40, 40, 200), codec=codec, width=640, height=480, frames=4)
+    segmenter = Segmenter(tmp_path, codec, target_s=60.0)
     frames = [small.frame(0, n) for n in range(4)] + [large.frame(0, n) for n in range(4)]
     closed = []
     for n, data in enumerate(frames):
