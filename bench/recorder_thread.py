@@ -87,8 +87,13 @@ def packets(seconds: int) -> list[tuple[str, bytes, int, int, bool, bool, int]]:
     return [item for _, item in out]
 
 
-async def record_and_upload(tapped: list[tuple[str, TappedPacket]]) -> tuple[float, float, int]:
-    """CPU-s of the whole record path, then of uploading what it spooled; objects uploaded."""
+async def record_and_upload(
+    tapped: list[tuple[str, TappedPacket]], pace_ms: float = 0.0
+) -> tuple[float, float, int]:
+    """CPU-s of the whole record path, then of uploading what it spooled; objects uploaded.
+
+    `pace_ms` > 0 sleeps that long after each 250 ms round, as the server's recorder thread
+    idles between rounds (record CPU is then the thread's own clock, sleeps excluded)."""
     with tempfile.TemporaryDirectory(prefix="recorder-bench-", dir=Path.cwd()) as tmp:
         root = Path(tmp)
         spool = Spool(root / "spool")
@@ -109,7 +114,8 @@ async def record_and_upload(tapped: list[tuple[str, TappedPacket]]) -> tuple[flo
         out = _Batch()
         gc.collect()
         gc.freeze()
-        t0 = time.process_time()
+        record_s = 0.0
+        t0 = time.thread_time()
         batch: dict[str, list[TappedPacket]] = {"video": [], "audio": []}
         for kind, packet in tapped:  # rounds of 250 ms, as the recorder thread drains them
             batch[kind].append(packet)
@@ -117,11 +123,15 @@ async def record_and_upload(tapped: list[tuple[str, TappedPacket]]) -> tuple[flo
                 for k in ("video", "audio"):
                     participant._process(k, batch[k], out)
                     batch[k] = []
+                if pace_ms > 0:
+                    record_s += time.thread_time() - t0
+                    time.sleep(pace_ms / 1000)
+                    t0 = time.thread_time()
         for k in ("video", "audio"):
             participant._process(k, batch[k], out)
         for path in participant.segmenter.close():
             out.committed.append(participant._commit_segment(participant.segmenter.info[path]))
-        record_s = time.process_time() - t0
+        record_s += time.thread_time() - t0
         await recorder.stop()
         recorder.close_executor()
 
@@ -145,6 +155,13 @@ async def record_and_upload(tapped: list[tuple[str, TappedPacket]]) -> tuple[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=120, help="media seconds to record")
+    parser.add_argument(
+        "--pace-ms",
+        type=float,
+        default=0.0,
+        help="record: sleep this long after each 250 ms round, as the server's thread idles"
+        " (250 paces in real time; the CPU of a round grows after an idle gap)",
+    )
     args = parser.parse_args()
     raw = packets(args.seconds)
     media_s = args.seconds
@@ -185,7 +202,7 @@ def main() -> None:
             hashlib.sha256(data).hexdigest()
         hash_s = time.process_time() - t0
 
-    record_s, upload_s, objects = asyncio.run(record_and_upload(tapped))
+    record_s, upload_s, objects = asyncio.run(record_and_upload(tapped, args.pace_ms))
 
     total = tap_s + record_s + upload_s
     print(
