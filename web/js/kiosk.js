@@ -11,6 +11,7 @@
 import * as i18n from "./i18n.js";
 import { api, CLIENT_BUILD, Signaling } from "./client.js";
 import { Caller } from "./caller.js";
+import { loadNotice, renderDisputeTypes, renderExperts } from "./choices.js";
 
 const params = new URLSearchParams(location.search);
 const IDLE_MS = Number(params.get("idle_s") || 60) * 1000;
@@ -19,7 +20,6 @@ const TOKEN_KEY = "kiosk.device_token";
 const SELF_TEST_EVERY_MS = 3600 * 1000;
 const APP_BUILD = `kiosk-${CLIENT_BUILD}`;
 const IDLE_SCREENS = new Set(["dispute", "expert", "consent", "rating"]);
-const ICONS = new Set(["neighbours", "family", "traffic", "labour", "consumer", "property", "other"]);
 
 const $ = (id) => document.getElementById(id);
 
@@ -193,36 +193,12 @@ async function startFlow() {
     message("kiosk.error.call_failed");
     return;
   }
-  renderDisputeTypes();
+  showDisputeTypes();
   show("dispute");
 }
 
-function disputeName(code) {
-  const type = kiosk.disputeTypes.find((d) => d.code === code);
-  return type ? i18n.pick(type.name_zh, type.name_en) : code;
-}
-
-function icon(code) {
-  const img = document.createElement("img");
-  img.src = `/web/icons/${ICONS.has(code) ? code : "other"}.svg`;
-  img.alt = "";
-  return img;
-}
-
-function renderDisputeTypes() {
-  const box = $("dispute-types");
-  box.replaceChildren();
-  for (const type of kiosk.disputeTypes) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "choice";
-    button.dataset.code = type.code;
-    const name = document.createElement("span");
-    name.textContent = i18n.pick(type.name_zh, type.name_en);
-    button.append(icon(type.code), name);
-    button.addEventListener("click", () => chooseDispute(type.code));
-    box.append(button);
-  }
+function showDisputeTypes() {
+  renderDisputeTypes($("dispute-types"), kiosk.disputeTypes, chooseDispute);
 }
 
 async function chooseDispute(code) {
@@ -239,47 +215,12 @@ async function chooseDispute(code) {
     await toConsent();
     return;
   }
-  renderExperts();
+  showExperts();
   show("expert");
 }
 
-const AVAILABILITY_ORDER = { available: 0, busy: 1, away: 2, offline: 3 };
-
-function renderExperts() {
-  const box = $("experts");
-  box.replaceChildren();
-  const anyone = document.createElement("button");
-  anyone.type = "button";
-  anyone.className = "choice primary";
-  anyone.dataset.expert = "";
-  const anyoneText = document.createElement("span");
-  anyoneText.textContent = i18n.t("kiosk.expert.anyone");
-  const anyoneSub = document.createElement("span");
-  anyoneSub.className = "sub";
-  anyoneSub.textContent = i18n.t("kiosk.expert.anyone_hint");
-  anyone.append(anyoneText, anyoneSub);
-  anyone.addEventListener("click", () => chooseExpert(null));
-  box.append(anyone);
-  const sorted = [...kiosk.experts].sort(
-    (a, b) => AVAILABILITY_ORDER[a.availability] - AVAILABILITY_ORDER[b.availability],
-  );
-  for (const expert of sorted) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "choice";
-    button.dataset.expert = expert.id;
-    const name = document.createElement("span");
-    name.textContent = expert.display_name;
-    const specialties = document.createElement("span");
-    specialties.className = "sub";
-    specialties.textContent = expert.specialties.map(disputeName).join(" · ");
-    const availability = document.createElement("span");
-    availability.className = `availability ${expert.availability}`;
-    availability.textContent = i18n.t(`kiosk.expert.${expert.availability}`);
-    button.append(icon("expert"), name, specialties, availability);
-    button.addEventListener("click", () => chooseExpert(expert.id));
-    box.append(button);
-  }
+function showExperts() {
+  renderExperts($("experts"), kiosk.experts, kiosk.disputeTypes, chooseExpert);
 }
 
 function chooseExpert(expertId) {
@@ -290,28 +231,12 @@ function chooseExpert(expertId) {
 async function toConsent() {
   $("training-consent").checked = false;
   show("consent");
-  await loadNotice();
+  await showNotice();
 }
 
-async function loadNotice() {
-  const language = i18n.current();
-  try {
-    const notice = await api("GET", `/api/notice?language=${encodeURIComponent(language)}`, {
-      token: kiosk.token,
-    });
-    kiosk.notice = { version: notice.version, language: notice.language, body: notice.body };
-  } catch (err) {
-    // Until the server serves notices: version 1 of the notice, as the catalogue holds it.
-    kiosk.notice = { version: "1", language, body: null };
-  }
-  renderNotice();
-}
-
-function renderNotice() {
-  const el = $("notice-text");
-  if (!kiosk.notice) return;
-  el.textContent = kiosk.notice.body ?? i18n.t("kiosk.consent.notice_fallback");
-  el.dataset.version = kiosk.notice.version;
+async function showNotice() {
+  // Version 1 of the notice, as the catalogue holds it, when the server cannot serve one.
+  kiosk.notice = await loadNotice(kiosk.token, $("notice-text"), "1");
 }
 
 // --- the call (web/js/caller.js from here on) ---------------------------------------------------
@@ -335,9 +260,9 @@ function bind() {
   i18n.bindToggle($("lang-toggle"));
   i18n.onChange(() => {
     renderCode();
-    if (kiosk.screen === "dispute") renderDisputeTypes();
-    if (kiosk.screen === "expert") renderExperts();
-    if (kiosk.screen === "consent") loadNotice();
+    if (kiosk.screen === "dispute") showDisputeTypes();
+    if (kiosk.screen === "expert") showExperts();
+    if (kiosk.screen === "consent") showNotice();
     if (kiosk.screen === "message") $("message-text").textContent = i18n.t($("message-text").dataset.key);
     if (!$("enrol-error").hidden) $("enrol-error").textContent = i18n.t($("enrol-error").dataset.key);
   });

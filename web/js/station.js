@@ -13,6 +13,7 @@
 import * as i18n from "./i18n.js";
 import { api, CLIENT_BUILD, Signaling } from "./client.js";
 import { Caller } from "./caller.js";
+import * as choices from "./choices.js";
 
 const params = new URLSearchParams(location.search);
 const MESSAGE_MS = Number(params.get("message_s") || 10) * 1000;
@@ -23,7 +24,6 @@ const OFFICER_ROLE = "station_officer";
 const MIN_PARTIES = 1;
 const MAX_PARTIES = 20;
 const PRESENT = new Set(["joining", "connected", "reconnecting"]);
-const ICONS = new Set(["neighbours", "family", "traffic", "labour", "consumer", "property", "other"]);
 // Screens on which the officer may sign out (not while a call is placed or running).
 // Screens that show the case being worked on in the header.
 const CASE_SCREENS = new Set(["dispute", "expert", "consent", "calling", "call", "rating"]);
@@ -390,31 +390,11 @@ async function toDispute() {
 }
 
 function disputeName(code) {
-  const type = station.disputeTypes.find((d) => d.code === code);
-  return type ? i18n.pick(type.name_zh, type.name_en) : code;
-}
-
-function icon(code) {
-  const img = document.createElement("img");
-  img.src = `/web/icons/${ICONS.has(code) ? code : "other"}.svg`;
-  img.alt = "";
-  return img;
+  return choices.disputeName(station.disputeTypes, code);
 }
 
 function renderDisputeTypes() {
-  const box = $("dispute-types");
-  box.replaceChildren();
-  for (const type of station.disputeTypes) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "choice";
-    button.dataset.code = type.code;
-    const name = document.createElement("span");
-    name.textContent = i18n.pick(type.name_zh, type.name_en);
-    button.append(icon(type.code), name);
-    button.addEventListener("click", () => chooseDispute(type.code));
-    box.append(button);
-  }
+  choices.renderDisputeTypes($("dispute-types"), station.disputeTypes, chooseDispute);
 }
 
 async function chooseDispute(code) {
@@ -438,44 +418,10 @@ async function loadExperts() {
   }
 }
 
-const AVAILABILITY_ORDER = { available: 0, busy: 1, away: 2, offline: 3 };
-
 function renderExperts() {
-  const box = $("experts");
-  box.replaceChildren();
-  const anyone = document.createElement("button");
-  anyone.type = "button";
-  anyone.className = "choice primary";
-  anyone.dataset.expert = "";
-  const anyoneText = document.createElement("span");
-  anyoneText.textContent = i18n.t("kiosk.expert.anyone");
-  const anyoneSub = document.createElement("span");
-  anyoneSub.className = "sub";
-  anyoneSub.textContent = i18n.t("kiosk.expert.anyone_hint");
-  anyone.append(anyoneText, anyoneSub);
-  anyone.addEventListener("click", () => chooseExpert(null));
-  box.append(anyone);
   const code = station.choice.dispute_type;
-  const sorted = station.experts
-    .filter((e) => e.specialties.includes(code))
-    .sort((a, b) => AVAILABILITY_ORDER[a.availability] - AVAILABILITY_ORDER[b.availability]);
-  for (const expert of sorted) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "choice";
-    button.dataset.expert = expert.id;
-    const name = document.createElement("span");
-    name.textContent = expert.display_name;
-    const specialties = document.createElement("span");
-    specialties.className = "sub";
-    specialties.textContent = expert.specialties.map(disputeName).join(" · ");
-    const availability = document.createElement("span");
-    availability.className = `availability ${expert.availability}`;
-    availability.textContent = i18n.t(`kiosk.expert.${expert.availability}`);
-    button.append(icon("expert"), name, specialties, availability);
-    button.addEventListener("click", () => chooseExpert(expert.id));
-    box.append(button);
-  }
+  const experts = station.experts.filter((e) => e.specialties.includes(code));
+  choices.renderExperts($("experts"), experts, station.disputeTypes, chooseExpert);
 }
 
 function chooseExpert(expertId) {
@@ -517,18 +463,7 @@ function renderConsent() {
 }
 
 async function loadNotice() {
-  const language = i18n.current();
-  try {
-    const notice = await api("GET", `/api/notice?language=${encodeURIComponent(language)}`, {
-      token: station.token,
-    });
-    station.notice = { version: notice.version, language: notice.language, body: notice.body };
-  } catch (err) {
-    station.notice = { version: null, language, body: null };
-  }
-  const el = $("notice-text");
-  el.textContent = station.notice.body ?? i18n.t("kiosk.consent.notice_fallback");
-  el.dataset.version = station.notice.version ?? "";
+  station.notice = await choices.loadNotice(station.token, $("notice-text"), null);
 }
 
 function launchPayload(consentEvidence) {
