@@ -269,6 +269,76 @@ class ParticipantRecorder:
         return committed
 
 
+class RecorderThread:
+    """The thread that does the recordings' file work, in rounds over its calls.
+
+    It wakes every `batch_s` (or at once for a job or a stop) and gives each call a round:
+    the call's taps drained, then its jobs, in order, so each chain keeps one writer. The
+    server shares one among its calls: on the 2-vCPU VM here a thread that resumes after an
+    idle gap pays ~0.2 ms of extra CPU per round (bench/recorder_thread.py --pace-ms), so
+    one thread's rounds cost less than a thread per call. With no call it sleeps until one
+    is added.
+    """
+
+    def __init__(self, batch_s: float, name: str = "recorder-shared") -> None:
+        self.batch_s = batch_s
+        self.name = name
+        self._calls: list[CallRecorder] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, call: CallRecorder) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the recorder thread is closed")
+            self._calls.append(call)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """End the thread once its calls have finished (they are stopped first)."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout=60)
+            if thread.is_alive():
+                log.error("recorder thread %s still busy after 60 s; left running", self.name)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                calls = list(self._calls)
+                closed = self._closed
+            if not calls:
+                if closed:
+                    return
+                self._wake.wait()  # idle: no rounds until a call comes
+                self._wake.clear()
+                continue
+            self._wake.wait(self.batch_s)
+            self._wake.clear()
+            for call in calls:
+                try:
+                    done = call._round()
+                except Exception:  # a bug: the other calls go on recording
+                    log.exception("recorder round of call %s failed", call.call_id)
+                    done = False
+                if done:
+                    with self._lock:
+                        self._calls.remove(call)
+            if closed and not calls:
+                return
+
+
 class CallRecorder:
     """The recording of one call; one thread does all its file work, in order.
 
@@ -291,6 +361,7 @@ class CallRecorder:
         spool: SpoolLike,
         settings: RecorderSettings,
         on_batch: Callable[[CallRecorder, list[Committed], list[dict[str, Any]]], None],
+        worker: RecorderThread | None = None,
     ) -> None:
         if video_codec not in EXTENSIONS:
             raise ValueError(f"unsupported video codec {video_codec!r}")
@@ -309,13 +380,12 @@ class CallRecorder:
         self.cpu_s = 0.0
         self._loop = asyncio.get_running_loop()
         self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
-        self._wake = threading.Event()
         self._stopping = False
         self._done: Future[None] = Future()
-        self._thread = threading.Thread(
-            target=self._run, name=f"recorder-{call_id[-8:]}", daemon=True
-        )
-        self._thread.start()
+        # The server shares one thread among its calls; alone (tests, benches) a call has its own.
+        self._own_worker = worker is None
+        self._worker = worker or RecorderThread(settings.batch_s, f"recorder-{call_id[-8:]}")
+        self._worker.add(self)
 
     # --- event loop side ----------------------------------------------------------------
 
@@ -336,7 +406,7 @@ class CallRecorder:
             future.set_exception(RuntimeError("the recorder has stopped"))
             return future
         self._jobs.append((lambda: fn(*args), future))
-        self._wake.set()
+        self._worker.wake()
         return future
 
     async def event(self, event: dict[str, Any]) -> Committed:
@@ -359,12 +429,13 @@ class CallRecorder:
         """Close every open segment (all of it linked and spooled) and stop the thread."""
         self.stopped = True
         self._stopping = True
-        self._wake.set()
+        self._worker.wake()
         await asyncio.wrap_future(self._done)
 
     def close_executor(self) -> None:
-        """Wait for the thread to end (after `stop`)."""
-        self._thread.join()
+        """After `stop`: end the call's own thread, if it has one (a shared one goes on)."""
+        if self._own_worker:
+            self._worker.close()
 
     def _report(self, batch: _Batch) -> None:
         if batch.committed or batch.gaps:
@@ -377,41 +448,47 @@ class CallRecorder:
 
     # --- recorder thread ----------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _round(self) -> bool:
+        """One round in the recorder thread: drain the taps (or, stopping, close everything),
+        then run the jobs. True once the recording has finished."""
+        started = time.thread_time()
+        stopping = self._stopping
+        out = _Batch()
+        for recorder in list(self.participants.values()):
+            self._guarded(recorder.finish if stopping else recorder.drain, out)
+        while self._jobs:
+            job, future = self._jobs.popleft()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(job())
+                except BaseException as err:
+                    future.set_exception(err)
+        if out:
+            self._call_soon(self._report, out)
+        self.rounds += 1
+        self.cpu_s += time.thread_time() - started
+        if stopping:
+            self._finished()
+        return stopping
+
+    def _finished(self) -> None:
+        log.info(
+            "recorder thread of call %s: %d rounds, %.3f CPU-s",
+            self.call_id,
+            self.rounds,
+            self.cpu_s,
+        )
+        while self._jobs:  # submitted after the stop: refused, never left hanging
+            _, future = self._jobs.popleft()
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError("the recorder has stopped"))
+        self._call_soon(_resolve, self._done)
+
+    def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
         try:
-            while True:
-                self._wake.wait(self.settings.batch_s)
-                self._wake.clear()
-                started = time.thread_time()
-                stopping = self._stopping
-                out = _Batch()
-                for recorder in list(self.participants.values()):
-                    self._guarded(recorder.finish if stopping else recorder.drain, out)
-                while self._jobs:
-                    job, future = self._jobs.popleft()
-                    if future.set_running_or_notify_cancel():
-                        try:
-                            future.set_result(job())
-                        except BaseException as err:
-                            future.set_exception(err)
-                if out:
-                    self._loop.call_soon_threadsafe(self._report, out)
-                self.rounds += 1
-                self.cpu_s += time.thread_time() - started
-                if stopping:
-                    break
-        finally:
-            log.info(
-                "recorder thread of call %s: %d rounds, %.3f CPU-s",
-                self.call_id,
-                self.rounds,
-                self.cpu_s,
-            )
-            while self._jobs:  # submitted after the stop: refused, never left hanging
-                _, future = self._jobs.popleft()
-                if future.set_running_or_notify_cancel():
-                    future.set_exception(RuntimeError("the recorder has stopped"))
-            self._loop.call_soon_threadsafe(_resolve, self._done)
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the event loop has closed (a shutdown cut short)
+            log.warning("recorder of call %s: event loop closed, result dropped", self.call_id)
 
     def _guarded(self, step: Callable[[_Batch], None], out: _Batch) -> None:
         try:

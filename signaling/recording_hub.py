@@ -19,7 +19,7 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from recorder.call_recorder import CallRecorder, Committed, RecorderSettings
+from recorder.call_recorder import CallRecorder, Committed, RecorderSettings, RecorderThread
 from recorder.chain_writer import ChainWriter
 from recorder.evidence import call_prefix, parse_replay_key, parse_segment_key, utc_iso
 from recorder.finalize import finalize, recommit_closed
@@ -115,6 +115,8 @@ class CallRecordingHub:
         self.settings = RecorderSettings(
             segment_s=s.recording_segment_s, tap_packets=s.recorder_tap_packets
         )
+        # One thread for every call's file work (recorder/call_recorder.py, RecorderThread).
+        self.worker = RecorderThread(self.settings.batch_s)
         self.keyring = KeyRing(s.keys_dir)
         self.spool = Spool(s.spool_dir)
         self._object_store: ObjectStore | None = None
@@ -161,6 +163,7 @@ class CallRecordingHub:
             self._finish(call_id, "interrupted")
         await asyncio.gather(*self.finishing.values(), return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self.worker.close)
         if self.uploader is not None:
             await self.uploader.close()
 
@@ -238,6 +241,7 @@ class CallRecordingHub:
             spool=self.spool,
             settings=self.settings,
             on_batch=self._on_batch,
+            worker=self.worker,
         )
         self.recorders[call.id] = recorder
         self.chains[call.id] = chain
