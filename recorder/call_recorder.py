@@ -1,9 +1,10 @@
 """One call's recording: tapped packets → segments → signed chain links → the spool.
 
-Every participant has a `ParticipantRecorder` whose taps (video and audio) the call's
-single recorder thread drains in batches: frames are assembled, muxed by stream copy into
-segments, and each closed segment is hashed, linked into the call's chain (one writer:
-that same thread) and committed to the spool for upload. The event loop only queues packet
+Every participant has a `ParticipantRecorder` whose taps (video and audio) the recorder
+thread drains in batches (a `RecorderThread`: one per server, each call's round in turn):
+frames are assembled, muxed by stream copy into segments, and each closed segment is hashed,
+linked into the call's chain (one writer: that same thread) and committed to the spool for
+upload. The event loop only queues packet
 copies in the taps; it never muxes, hashes or writes a file, and it is not woken per batch.
 
 A gap in what the recorder got (tap overflow, packets the server never received, a
@@ -342,11 +343,11 @@ class RecorderThread:
 class CallRecorder:
     """The recording of one call; one thread does all its file work, in order.
 
-    The thread wakes every `batch_s` (or at once for a job), drains every participant's
-    taps itself (`PacketTap.drain` is safe across threads) and hands results back with one
-    `call_soon_threadsafe` per round that has any: the event loop pays only for the packet
-    copies it queues. Jobs (event links, test hooks) run in that thread in submission
-    order, after the round's packets.
+    Its `RecorderThread` wakes every `batch_s` (or at once for a job), drains every
+    participant's taps itself (`PacketTap.drain` is safe across threads) and hands results
+    back with one `call_soon_threadsafe` per round that has any: the event loop pays only for
+    the packet copies it queues. Jobs (event links, test hooks) run in that thread in
+    submission order, after the round's packets.
     """
 
     def __init__(
