@@ -300,11 +300,15 @@ class RecorderThread:
                 self._thread.start()
         self._wake.set()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def wake(self) -> None:
         self._wake.set()
 
     def close(self) -> None:
-        """End the thread once its calls have finished (they are stopped first)."""
+        """End the thread after one last round (its calls are stopped first)."""
         with self._lock:
             self._closed = True
             thread = self._thread
@@ -336,7 +340,11 @@ class RecorderThread:
                 if done:
                     with self._lock:
                         self._calls.remove(call)
-            if closed and not calls:
+            if closed:  # the calls were stopped before: this was their last round
+                with self._lock:
+                    left = [c.call_id for c in self._calls]
+                if left:
+                    log.error("recorder thread closed with calls unfinished: %s", left)
                 return
 
 

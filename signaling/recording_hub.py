@@ -228,6 +228,10 @@ class CallRecordingHub:
             recorder.attach(participant_id, media, list(peer.published))
 
     def _start(self, call: Call) -> None:
+        if self.worker.closed:  # shutting down: a call activated now is not recorded
+            with log_context(call_id=call.id):
+                log.warning("recording not started: the server is shutting down")
+            return
         prefix = call_prefix(call.id, call.launched_at)
         workdir = self.hub.settings.recording_dir / call.id
         chain = ChainWriter(workdir / "objects", call.id, prefix, self.keyring)
