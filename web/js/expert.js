@@ -8,6 +8,7 @@
 import * as i18n from "./i18n.js";
 import { api, CallMedia, CLIENT_BUILD, Signaling } from "./client.js";
 import { MediaProblem, openCamera, pageCallView, stopStream } from "./callview.js";
+import * as invites from "./invite.js";
 
 const $ = (id) => document.getElementById(id);
 const PRESENT = new Set(["joining", "connected", "reconnecting"]);
@@ -536,15 +537,7 @@ async function hangUp() {
 // --- invite and bookmark ----------------------------------------------------------------------
 
 function openInvite() {
-  const specialty = $("invite-specialty");
-  specialty.replaceChildren();
-  for (const type of expert.disputeTypes) {
-    const option = document.createElement("option");
-    option.value = type.code;
-    option.textContent = i18n.pick(type.name_zh, type.name_en);
-    specialty.append(option);
-  }
-  if (expert.call) specialty.value = expert.call.dispute_type;
+  invites.fillSpecialties(expert.disputeTypes, expert.call);
   refreshInviteExperts();
   $("invite-status").textContent = "";
   $("bookmark-panel").hidden = true;
@@ -557,35 +550,7 @@ async function refreshInviteExperts() {
   } catch (err) {
     console.info("[expert] experts not loaded", err.status);
   }
-  const inCall = new Set(
-    (expert.call ? expert.call.participants : []).filter((p) => PRESENT.has(p.state)).map((p) => p.principal_id),
-  );
-  const select = $("invite-expert");
-  select.replaceChildren();
-  for (const e of expert.experts) {
-    if (inCall.has(e.id) || e.id === expert.account.id) continue;
-    const option = document.createElement("option");
-    option.value = e.id;
-    option.textContent = `${e.display_name} · ${i18n.t(`expert.availability.${e.availability}`)}`;
-    option.disabled = e.availability !== "available";
-    select.append(option);
-  }
-  const firstFree = [...select.options].find((o) => !o.disabled);
-  if (firstFree) select.value = firstFree.value;
-  $("invite-expert-send").disabled = !firstFree;
-}
-
-async function invite(payload) {
-  if (!expert.call) return;
-  const status = $("invite-status");
-  try {
-    await expert.sig.request("call.invite", { call_id: expert.call.id, ...payload });
-    status.dataset.key = "expert.invite.sent";
-  } catch (err) {
-    const known = ["expert_unavailable", "no_expert_available", "call_full"];
-    status.dataset.key = known.includes(err.code) ? `expert.invite.error.${err.code}` : "expert.invite.error.other";
-  }
-  status.textContent = i18n.t(status.dataset.key);
+  invites.fillExperts(expert.experts, expert.call, expert.account.id);
 }
 
 async function saveBookmark() {
@@ -715,8 +680,8 @@ function bind() {
   $("hangup").addEventListener("click", hangUp);
   $("invite").addEventListener("click", openInvite);
   $("invite-close").addEventListener("click", () => ($("invite-panel").hidden = true));
-  $("invite-specialty-send").addEventListener("click", () => invite({ specialty: $("invite-specialty").value }));
-  $("invite-expert-send").addEventListener("click", () => invite({ expert_id: $("invite-expert").value }));
+  $("invite-specialty-send").addEventListener("click", () => invites.sendInvite(expert.sig, expert.call, { specialty: $("invite-specialty").value }));
+  $("invite-expert-send").addEventListener("click", () => invites.sendInvite(expert.sig, expert.call, { expert_id: $("invite-expert").value }));
   $("bookmark").addEventListener("click", () => {
     $("invite-panel").hidden = true;
     $("bookmark-status").textContent = "";

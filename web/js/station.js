@@ -14,6 +14,7 @@ import * as i18n from "./i18n.js";
 import { api, CLIENT_BUILD, Signaling } from "./client.js";
 import { Caller } from "./caller.js";
 import * as choices from "./choices.js";
+import * as invites from "./invite.js";
 
 const params = new URLSearchParams(location.search);
 const MESSAGE_MS = Number(params.get("message_s") || 10) * 1000;
@@ -23,7 +24,6 @@ const APP_BUILD = `station-${CLIENT_BUILD}`;
 const OFFICER_ROLE = "station_officer";
 const MIN_PARTIES = 1;
 const MAX_PARTIES = 20;
-const PRESENT = new Set(["joining", "connected", "reconnecting"]);
 // Screens on which the officer may sign out (not while a call is placed or running).
 // Screens that show the case being worked on in the header.
 const CASE_SCREENS = new Set(["dispute", "expert", "consent", "calling", "call", "rating"]);
@@ -516,15 +516,7 @@ async function loadDisputeTypes() {
 async function openInvite() {
   // After a reload mid-call the page has not been through the dispute type screen.
   if (station.disputeTypes.length === 0) await loadDisputeTypes();
-  const specialty = $("invite-specialty");
-  specialty.replaceChildren();
-  for (const type of station.disputeTypes) {
-    const option = document.createElement("option");
-    option.value = type.code;
-    option.textContent = i18n.pick(type.name_zh, type.name_en);
-    specialty.append(option);
-  }
-  if (caller.call) specialty.value = caller.call.dispute_type;
+  invites.fillSpecialties(station.disputeTypes, caller.call);
   $("invite-status").textContent = "";
   delete $("invite-status").dataset.key;
   $("invite-panel").hidden = false;
@@ -534,38 +526,7 @@ async function openInvite() {
 
 async function refreshInviteExperts() {
   await loadExperts();
-  const inCall = new Set(
-    (caller.call ? caller.call.participants : [])
-      .filter((p) => PRESENT.has(p.state))
-      .map((p) => p.principal_id),
-  );
-  const select = $("invite-expert");
-  select.replaceChildren();
-  for (const e of station.experts) {
-    if (inCall.has(e.id)) continue;
-    const option = document.createElement("option");
-    option.value = e.id;
-    option.textContent = `${e.display_name} · ${i18n.t(`expert.availability.${e.availability}`)}`;
-    option.disabled = e.availability !== "available";
-    select.append(option);
-  }
-  const firstFree = [...select.options].find((o) => !o.disabled);
-  if (firstFree) select.value = firstFree.value;
-  $("invite-expert-send").disabled = !firstFree;
-}
-
-async function invite(payload) {
-  if (!caller.call) return;
-  const status = $("invite-status");
-  try {
-    await station.sig.request("call.invite", { call_id: caller.call.id, ...payload });
-    status.dataset.key = "expert.invite.sent";
-  } catch (err) {
-    console.info("[station] invite:", err.code);
-    const known = ["expert_unavailable", "no_expert_available", "call_full"];
-    status.dataset.key = known.includes(err.code) ? `expert.invite.error.${err.code}` : "expert.invite.error.other";
-  }
-  status.textContent = i18n.t(status.dataset.key);
+  invites.fillExperts(station.experts, caller.call);
 }
 
 // --- start ------------------------------------------------------------------------------------
@@ -624,8 +585,8 @@ function bind() {
     $("invite-panel").hidden = true;
     $("invite").focus();
   });
-  $("invite-specialty-send").addEventListener("click", () => invite({ specialty: $("invite-specialty").value }));
-  $("invite-expert-send").addEventListener("click", () => invite({ expert_id: $("invite-expert").value }));
+  $("invite-specialty-send").addEventListener("click", () => invites.sendInvite(station.sig, caller.call, { specialty: $("invite-specialty").value }));
+  $("invite-expert-send").addEventListener("click", () => invites.sendInvite(station.sig, caller.call, { expert_id: $("invite-expert").value }));
   $("message-ok").addEventListener("click", toWelcome);
 }
 
