@@ -590,3 +590,11 @@ export async function api(method, path, { token, body } = {}) {
   }
   return data;
 }
+
+/** The catalogue key for a refused `POST /api/enrol`, as a kiosk or station page shows it. */
+export function enrolRefusalKey(err, kind) {
+  if (err.code === "wrong_device_kind") return `${kind}.enrol.wrong_kind`;
+  if (err.code === "enrolment_failed") return "kiosk.enrol.failed";
+  if (err.code === "rate_limited") return "kiosk.enrol.throttled";
+  return "kiosk.enrol.unavailable";
+}

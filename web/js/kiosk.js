@@ -9,7 +9,7 @@
 // time-outs; ?lang=en starts in English.
 
 import * as i18n from "./i18n.js";
-import { api, CLIENT_BUILD, Signaling } from "./client.js";
+import { api, CLIENT_BUILD, enrolRefusalKey, Signaling } from "./client.js";
 import { Caller } from "./caller.js";
 import { loadNotice, renderDisputeTypes, renderExperts } from "./choices.js";
 
@@ -125,16 +125,9 @@ async function enrol() {
     connect();
   } catch (err) {
     console.info("[kiosk] enrolment refused", err.status, err.code);
-    const key =
-      err.code === "enrolment_failed"
-        ? "failed"
-        : err.code === "wrong_device_kind"
-          ? "wrong_kind"
-          : err.code === "rate_limited"
-            ? "throttled"
-            : "unavailable";
-    $("enrol-error").textContent = i18n.t(`kiosk.enrol.${key}`);
-    $("enrol-error").dataset.key = `kiosk.enrol.${key}`;
+    const key = enrolRefusalKey(err, "kiosk");
+    $("enrol-error").textContent = i18n.t(key);
+    $("enrol-error").dataset.key = key;
     $("enrol-error").hidden = false;
     renderCode();
   }

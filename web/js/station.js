@@ -11,7 +11,7 @@
 // by hand, tests), ?message_s=N (how long a message stays, default 10), ?lang=en.
 
 import * as i18n from "./i18n.js";
-import { api, CLIENT_BUILD, Signaling } from "./client.js";
+import { api, CLIENT_BUILD, enrolRefusalKey, Signaling } from "./client.js";
 import { Caller } from "./caller.js";
 import * as choices from "./choices.js";
 import * as invites from "./invite.js";
@@ -156,15 +156,7 @@ async function enrol(code) {
     toWelcome();
   } catch (err) {
     console.info("[station] enrolment refused", err.status, err.code);
-    const key =
-      err.code === "wrong_device_kind"
-        ? "station.enrol.wrong_kind"
-        : err.code === "enrolment_failed"
-          ? "kiosk.enrol.failed"
-          : err.code === "rate_limited"
-            ? "kiosk.enrol.throttled"
-            : "kiosk.enrol.unavailable";
-    showError("enrol-error", key);
+    showError("enrol-error", enrolRefusalKey(err, "station"));
   } finally {
     $("enrol-submit").disabled = false;
   }
