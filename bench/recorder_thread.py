@@ -88,12 +88,13 @@ def packets(seconds: int) -> list[tuple[str, bytes, int, int, bool, bool, int]]:
 
 
 async def record_and_upload(
-    tapped: list[tuple[str, TappedPacket]], pace_ms: float = 0.0
+    tapped: list[tuple[str, TappedPacket]], pace_ms: float = 0.0, round_ms: int = 250
 ) -> tuple[float, float, int]:
     """CPU-s of the whole record path, then of uploading what it spooled; objects uploaded.
 
-    `pace_ms` > 0 sleeps that long after each 250 ms round, as the server's recorder thread
-    idles between rounds (record CPU is then the thread's own clock, sleeps excluded)."""
+    `pace_ms` > 0 sleeps that long after each round of `round_ms` of media, as the server's
+    recorder thread idles between rounds (record CPU is then the thread's own clock, sleeps
+    excluded)."""
     with tempfile.TemporaryDirectory(prefix="recorder-bench-", dir=Path.cwd()) as tmp:
         root = Path(tmp)
         spool = Spool(root / "spool")
@@ -117,9 +118,10 @@ async def record_and_upload(
         record_s = 0.0
         t0 = time.thread_time()
         batch: dict[str, list[TappedPacket]] = {"video": [], "audio": []}
-        for kind, packet in tapped:  # rounds of 250 ms, as the recorder thread drains them
+        audio_per_round = max(1, round_ms // 20)  # 20 ms Opus packets
+        for kind, packet in tapped:  # rounds as the recorder thread drains them
             batch[kind].append(packet)
-            if len(batch["audio"]) >= 12:
+            if len(batch["audio"]) >= audio_per_round:
                 for k in ("video", "audio"):
                     participant._process(k, batch[k], out)
                     batch[k] = []
@@ -162,6 +164,12 @@ def main() -> None:
         help="record: sleep this long after each 250 ms round, as the server's thread idles"
         " (250 paces in real time; the CPU of a round grows after an idle gap)",
     )
+    parser.add_argument(
+        "--round-ms",
+        type=int,
+        default=1000,
+        help="record: media per round of the recorder thread (the server's batch_s)",
+    )
     args = parser.parse_args()
     raw = packets(args.seconds)
     media_s = args.seconds
@@ -202,7 +210,9 @@ def main() -> None:
             hashlib.sha256(data).hexdigest()
         hash_s = time.process_time() - t0
 
-    record_s, upload_s, objects = asyncio.run(record_and_upload(tapped, args.pace_ms))
+    record_s, upload_s, objects = asyncio.run(
+        record_and_upload(tapped, args.pace_ms, args.round_ms)
+    )
 
     total = tap_s + record_s + upload_s
     print(

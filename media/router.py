@@ -21,6 +21,7 @@ import functools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -377,14 +378,21 @@ class PacketTap:
         self.overflowed = asyncio.Event()  # set at each refusal (for monitors and tests)
         self.closed = False
         self.ready = ready or asyncio.Event()
+        # A reader that drains in rounds (the recorder thread) is called when the queue
+        # reaches `wake_at` packets, so a round comes before the tap overflows.
+        self.wake_at = 0
+        self.on_fill: Callable[[], None] | None = None
 
     def offer(self, packet: TappedPacket) -> None:
-        if len(self.queue) >= self.bound:
+        queue = self.queue
+        if len(queue) >= self.bound:
             self.overflow += 1
             self.overflowed.set()
             return
-        self.queue.append(packet)
+        queue.append(packet)
         self.ready.set()
+        if len(queue) == self.wake_at and self.on_fill is not None:
+            self.on_fill()
 
     async def get(self) -> TappedPacket:
         while True:

@@ -525,6 +525,13 @@ class Segmenter:
         writer = self._writer
         return writer is not None and pts_ms - writer.start_pts_ms >= self.target_ms
 
+    def until_due(self, pts_ms: int) -> int | None:
+        """Media milliseconds from `pts_ms` until the open segment is due (<= 0: due now);
+        None when no segment is open. Lets the recorder ask for the cutting key frame on
+        time though it only looks at the media once a round."""
+        writer = self._writer
+        return None if writer is None else writer.start_pts_ms + self.target_ms - pts_ms
+
     def add_video(self, frame: Frame, pts_ms: int) -> list[Path]:
         """Take one video frame; return the segments this closed."""
         if self.video_codec is None:

@@ -1,0 +1,166 @@
+"""The recorder looks at its taps once a round (1 s by default). The key frame that cuts a
+segment is still asked for when the segment is due, not at the next round, and a tap that
+fills up calls for a round before it can overflow."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from media.router import PacketTap, TappedPacket
+from recorder.call_recorder import CallRecorder, RecorderSettings, _Batch
+from recorder.chain_writer import ChainWriter
+from recorder.keyring import KeyRing
+from recorder.spool import Spool
+from tests.recorder.test_segmenter import FPS, video_packets
+
+CALL_START_MS = 1000  # the first packet of video_packets() arrives then: pts 0
+
+
+class Published:
+    """The published track a PacketTap hangs on; counts key-frame requests."""
+
+    kind = "video"
+    codec = "vp8"
+
+    def __init__(self) -> None:
+        self.taps: list[PacketTap] = []
+        self.requested_at: list[float] = []
+        self.requested = asyncio.Event()
+
+    def request_key_frame(self) -> None:
+        self.requested_at.append(asyncio.get_running_loop().time())
+        self.requested.set()
+
+
+class Media:
+    """Makes real PacketTaps on one published video track."""
+
+    def __init__(self) -> None:
+        self.published = Published()
+
+    def tap(self, participant_id: str, kind: str, bound: int = 1024) -> PacketTap:
+        tap = PacketTap(self.published, bound)  # type: ignore[arg-type]
+        self.published.taps.append(tap)
+        return tap
+
+
+class ManualWorker:
+    """A recorder thread that runs no rounds by itself: the test runs them."""
+
+    def __init__(self) -> None:
+        self.wakes = 0
+
+    def add(self, call: CallRecorder) -> None:
+        pass
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+
+def make_recorder(tmp_path: Path, worker: ManualWorker, **settings: float) -> CallRecorder:
+    prefix = "calls/2026/11/rounds/"
+    return CallRecorder(
+        call_id="rounds",
+        prefix=prefix,
+        call_start_ms=CALL_START_MS,
+        video_codec="vp8",
+        workdir=tmp_path / "work",
+        chain=ChainWriter(tmp_path / "work" / "objects", "rounds", prefix, KeyRing(tmp_path)),
+        spool=Spool(tmp_path / "spool"),
+        settings=RecorderSettings(**settings),  # type: ignore[arg-type]
+        on_batch=lambda *_: None,
+        worker=worker,  # type: ignore[arg-type]
+    )
+
+
+def offer_frames(tap: PacketTap, first: int, last: int) -> None:
+    """Offer the packets of video frames first..last (15 fps: frame n has pts n*1000/15)."""
+    for p in video_packets("vp8"):
+        n = -(-(p.arrival_ms - CALL_START_MS) * FPS // 1000)  # arrival_ms is rounded down
+        if first <= n <= last:
+            tap.offer(
+                TappedPacket(
+                    p.payload, p.rtp_timestamp, p.sequence, p.marker, p.keyframe, p.arrival_ms
+                )
+            )
+
+
+async def test_a_segment_due_between_two_rounds_has_its_key_frame_asked_for_when_due(tmp_path):
+    worker = ManualWorker()
+    media = Media()
+    recorder = make_recorder(tmp_path, worker, segment_s=1.0, batch_s=1.0)
+    recorder.attach("p1", media, ["video"])  # type: ignore[arg-type]
+    participant = recorder.participants["p1"]
+    offer_frames(participant.taps["video"], 0, 9)  # media up to 600 ms: due at 1000 ms
+
+    out = _Batch()
+    await asyncio.to_thread(participant.drain, out)
+    assert out.key_frames == {"p1": 0.4}  # 400 ms left: before the next round (1 s)
+
+    scheduled_at = asyncio.get_running_loop().time()
+    recorder._report(out)
+    assert media.published.requested_at == []  # not yet: the segment is not due
+    await asyncio.wait_for(media.published.requested.wait(), 10)
+    assert media.published.requested_at[0] - scheduled_at >= 0.4 - 0.01
+    assert worker.wakes == 0  # no round was needed for it
+
+    offer_frames(participant.taps["video"], 10, 15)  # 1000 ms: due now, no key frame yet
+    out = _Batch()
+    await asyncio.to_thread(participant.drain, out)
+    assert out.key_frames == {"p1": 0.0}
+    recorder._report(out)
+    assert len(media.published.requested_at) == 2  # asked again at once
+
+    offer_frames(participant.taps["video"], 16, 16)  # the key frame: the segment is cut
+    out = _Batch()
+    await asyncio.to_thread(participant.drain, out)
+    assert participant.segmenter.index == 2 and participant.segments == 1
+    assert out.key_frames == {"p1": 1.0}  # the new one is due in 1 s: within this round
+
+
+async def test_a_segment_far_from_due_asks_nothing_and_a_stop_cancels_a_pending_request(
+    tmp_path,
+):
+    worker = ManualWorker()
+    media = Media()
+    recorder = make_recorder(tmp_path, worker, segment_s=10.0, batch_s=1.0)
+    recorder.attach("p1", media, ["video"])  # type: ignore[arg-type]
+    participant = recorder.participants["p1"]
+    offer_frames(participant.taps["video"], 0, 9)
+
+    out = _Batch()
+    await asyncio.to_thread(participant.drain, out)
+    assert out.key_frames == {}  # 9.4 s left: a later round asks
+
+    out.key_frames["p1"] = 5.0  # as if due in 5 s
+    recorder._report(out)
+    (timer,) = recorder._key_frame_timers.values()
+    stopping = asyncio.create_task(recorder.stop())
+    await asyncio.sleep(0)  # a yield: stop() runs up to its wait for the thread's round
+    assert recorder.stopped
+    await asyncio.to_thread(recorder._round)  # the recorder thread's last round
+    await asyncio.wait_for(stopping, 10)
+    assert timer.cancelled() and recorder._key_frame_timers == {}
+    assert media.published.requested_at == []
+
+
+async def test_a_tap_half_full_wakes_the_recorder_once_per_fill(tmp_path):
+    worker = ManualWorker()
+    recorder = make_recorder(tmp_path, worker, tap_packets=64)
+    recorder.attach("p1", Media(), ["video"])  # type: ignore[arg-type]
+    tap = recorder.participants["p1"].taps["video"]
+    assert tap.wake_at == 32
+    packet = TappedPacket(b"\x10\x00", 0, 0, True, False, CALL_START_MS)
+    for _ in range(31):
+        tap.offer(packet)
+    assert worker.wakes == 0
+    tap.offer(packet)
+    assert worker.wakes == 1  # half full: a round now, before the tap overflows
+    for _ in range(40):
+        tap.offer(packet)
+    assert worker.wakes == 1 and tap.overflow == 8  # once per fill
+    tap.drain()
+    for _ in range(32):
+        tap.offer(packet)
+    assert worker.wakes == 2
