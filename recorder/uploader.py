@@ -13,6 +13,10 @@ Per file, in commit order:
 4. only then set its retention (a damaged object locked for years could never be replaced),
    call `on_uploaded`, and let the spool delete the file (or keep it, under a pinned prefix).
 
+A store that `stores_files_in_place` (the local store: a hard link of the spooled file)
+holds the very bytes of the spool: there, step 3 checks the spooled file against its digest
+first (the same read as a read-back) and puts it with its retention in one write.
+
 A storage failure (unreachable, timeout, server error, local store I/O) ends the pass; after
 an exponential backoff the queue is tried again from its head, so nothing is skipped and
 order is kept. A conflict that only one key has (an object under lock with other content, an
@@ -514,6 +518,8 @@ class Uploader:
                 self._count_reupload(key, attempt, "another object is stored under this key")
                 self._delete_if_allowed(key)
         sends = 0
+        if verified is None and self._store.stores_files_in_place:
+            verified = self._put_in_place(entry, local)
         while verified is None:
             sends += 1
             info = self._put(entry, local[1])
@@ -542,6 +548,35 @@ class Uploader:
                 self._store.set_retention(key, retain_until, mode)
                 verified = self._store.stat(key)
         return verified, present
+
+    def _put_in_place(self, entry: SpoolEntry, local: tuple[int, str]) -> ObjectInfo:
+        """Step 3 for a store that keeps the spooled file itself: the file is checked, then
+        stored with its retention; reading it back would read the same bytes again."""
+        if _hash_file(entry.path) != local:
+            raise _LocalFileError(
+                f"spool file differs from the digest committed for it (sha256 {local[1][:16]}…):"
+                " damaged on local disk"
+            )
+        retain_until, mode = (
+            (None, GOVERNANCE) if self._retention is None else self._retention(entry.key)
+        )
+        info = self._store.put_file(
+            entry.key,
+            entry.path,
+            entry.size,
+            sha256=local[1],
+            content_type=content_type(entry.key),
+            retain_until=retain_until,
+            mode=mode,
+        )
+        if (info.size, info.sha256) != local:
+            raise ObjectStoreError(
+                f"{entry.key}: stored {info.size} bytes / sha256 {info.sha256}, expected "
+                f"{local[0]} / {local[1]}",
+                code="IntegrityError",
+                key=entry.key,
+            )
+        return info
 
     def _count_reupload(self, key: str, attempt: int, why: str) -> None:
         self._reuploads += 1

@@ -86,6 +86,11 @@ class ObjectInfo:
 
 
 class ObjectStore(Protocol):
+    # True when put_file stores the very file it is given (the local store's hard link, or
+    # a copy checked against `sha256` before it is stored): the caller that checked the file
+    # need not read the object back, and may give its retention to put_file.
+    stores_files_in_place: bool
+
     def put(
         self,
         key: str,
@@ -104,10 +109,13 @@ class ObjectStore(Protocol):
         *,
         sha256: str,
         content_type: str = "application/octet-stream",
+        retain_until: datetime | None = None,
+        mode: str = GOVERNANCE,
     ) -> ObjectInfo:
         """Store a closed, durable local file (the spool's) as `key`. `sha256` is the
-        caller's digest of it, kept as the object's hash as given: the caller proves the
-        stored bytes by reading them back."""
+        caller's digest of it, kept as the object's hash as given: unless the store
+        `stores_files_in_place`, the caller proves the stored bytes by reading them back
+        (and sets retention only then)."""
         ...
 
     def stat(self, key: str) -> ObjectInfo: ...
@@ -233,6 +241,8 @@ def _write_temp(directory: Path, name: str, chunks: Iterator[bytes]) -> Path:
 class LocalObjectStore:
     """Objects as files under `root`; metadata in a JSON sidecar `<file>.meta.json`."""
 
+    stores_files_in_place = True
+
     def __init__(self, root: Path, *, clock: Callable[[], datetime] = _utcnow) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -312,10 +322,15 @@ class LocalObjectStore:
         *,
         sha256: str,
         content_type: str = "application/octet-stream",
+        retain_until: datetime | None = None,
+        mode: str = GOVERNANCE,
     ) -> ObjectInfo:
-        """A hard link to the (already fsynced) file where the file system allows, else a
-        copy: no bytes are written or hashed again, and the metadata and the new name cost
-        two fsyncs (bench/recording.py: the uploader was a third of recording's CPU)."""
+        """The file itself: a hard link where the file system allows, else a copy checked
+        against `sha256` before it is stored. A linked file is neither rewritten nor
+        rehashed (the caller checked it), and its metadata, retention included, costs one
+        sidecar write: two fsyncs in all (bench/recorder_thread.py: the uploader's
+        filesystem work was most of its CPU)."""
+        _check_put_args(retain_until, mode, size)
         target = self._path(key)
         if target.exists():
             self._refuse_if_locked(key, target)
@@ -324,17 +339,17 @@ class LocalObjectStore:
         try:
             os.link(path, tmp)
         except OSError:  # another file system, or links not allowed: copy it
-            with open(path, "rb") as f:
-                return self.put(key, f, size, content_type=content_type)
+            tmp = self._copy_checked(key, path, target, size, sha256)
         try:
-            if tmp.stat().st_size != size:
+            st = tmp.stat()
+            if st.st_size != size:
                 raise ObjectStoreError(f"{key}: the file is not {size} bytes", key=key)
             meta = {
                 "sha256": sha256,
                 "size": size,
                 "content_type": content_type,
-                "retain_until": None,
-                "retention_mode": None,
+                "retain_until": retain_until.isoformat() if retain_until else None,
+                "retention_mode": mode if retain_until else None,
                 "legal_hold": False,
             }
             meta_tmp = _write_temp(
@@ -347,7 +362,29 @@ class LocalObjectStore:
         os.replace(tmp, target)
         os.replace(meta_tmp, self._sidecar(target))
         _fsync_dir(target.parent)
-        return self.stat(key)
+        return self._info(key, st, meta)
+
+    @staticmethod
+    def _copy_checked(key: str, src: Path, target: Path, size: int, sha256: str) -> Path:
+        """A durable temp copy of `src` beside `target`, refused unless it is `size` bytes
+        hashing to `sha256`."""
+        try:
+            with open(src, "rb") as f:
+                reader = _HashingReader(f)
+                tmp = _write_temp(
+                    target.parent, target.name, iter(lambda: reader.read(CHUNK_SIZE), b"")
+                )
+        except OSError as err:
+            raise ObjectStoreError(f"cannot write {key}: {err}", key=key) from err
+        if (reader.size, reader.hash.hexdigest()) != (size, sha256):
+            tmp.unlink()
+            raise ObjectStoreError(
+                f"{key}: the file read {reader.size} bytes / sha256 "
+                f"{reader.hash.hexdigest()}, expected {size} / {sha256}",
+                code="IntegrityError",
+                key=key,
+            )
+        return tmp
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
@@ -355,7 +392,10 @@ class LocalObjectStore:
             st = path.stat()
         except FileNotFoundError as err:
             raise ObjectNotFound(key) from err
-        meta = self._read_meta(path)
+        return self._info(key, st, self._read_meta(path))
+
+    @staticmethod
+    def _info(key: str, st: os.stat_result, meta: dict[str, Any]) -> ObjectInfo:
         retain_until = meta.get("retain_until")
         return ObjectInfo(
             key=key,
@@ -468,6 +508,8 @@ def _parse_time(value: str | None) -> datetime | None:
 
 class S3ObjectStore:
     """Objects in one bucket of an S3-compatible server, through the `minio` SDK."""
+
+    stores_files_in_place = False  # the server may store other bytes: read them back
 
     def __init__(
         self,
@@ -631,13 +673,20 @@ class S3ObjectStore:
         *,
         sha256: str,
         content_type: str = "application/octet-stream",
+        retain_until: datetime | None = None,
+        mode: str = GOVERNANCE,
     ) -> ObjectInfo:
-        """Streamed from the file in one request that carries the caller's hash."""
+        """Streamed from the file in one request that carries the caller's hash. What the
+        server stored is only known by reading it back: give retention here only when
+        that is not needed."""
         validate_key(key)
+        _check_put_args(retain_until, mode, size)
         if self.object_lock:
             self._refuse_if_locked(key)  # as in put
         with open(path, "rb") as f:
             self._upload(key, f, size, content_type, {"sha256": sha256})
+        if retain_until is not None:
+            self.set_retention(key, retain_until, mode)
         return self.stat(key)
 
     def _upload(

@@ -243,6 +243,29 @@ def test_put_file_stores_the_file_with_the_callers_hash(
     assert object_store.get(KEY) == data
 
 
+def test_put_file_with_retention_locks_the_object_at_once(
+    object_store: ObjectStore, tmp_path: Path
+) -> None:
+    """Where the store keeps the file itself (local), the uploader gives the retention with
+    the put; every store then holds the object locked, with its hash."""
+    src = tmp_path / "spooled.webm"
+    src.write_bytes(b"evidence")
+    digest = hashlib.sha256(b"evidence").hexdigest()
+    until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    info = object_store.put_file(KEY, src, 8, sha256=digest, retain_until=until)
+    assert (info.size, info.sha256, info.retain_until, info.retention_mode) == (
+        8,
+        digest,
+        until,
+        "GOVERNANCE",
+    )
+    assert object_store.stat(KEY).retain_until == until
+    with pytest.raises(ObjectLocked):
+        object_store.delete(KEY)
+    assert object_store.get(KEY) == b"evidence"
+    assert object_store.stores_files_in_place is isinstance(object_store, LocalObjectStore)
+
+
 def test_put_file_onto_a_retained_key_is_refused(object_store: ObjectStore, tmp_path: Path) -> None:
     until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
     object_store.put(KEY, b"evidence", retain_until=until)
@@ -362,6 +385,24 @@ def test_local_put_file_links_on_one_file_system_and_copies_across(
         "000002.webm",
         "000002.webm.meta.json",
     ]
+
+
+def test_local_put_file_copied_across_file_systems_is_checked_against_its_digest(
+    tmp_path: Path,
+) -> None:
+    """A copy (no hard link possible) is stored only if it hashes to the caller's digest:
+    the object is the spool's bytes even when it is not the spool's file."""
+    store = LocalObjectStore(tmp_path / "objects")
+    other = Path("/dev/shm") / f"put-file-checked-{os.getpid()}"
+    other.write_bytes(b"changed since its commit")
+    try:
+        with pytest.raises(ObjectStoreError, match="expected 24") as err:
+            store.put_file(KEY, other, 24, sha256=hashlib.sha256(b"committed").hexdigest())
+        assert err.value.code == "IntegrityError"
+    finally:
+        other.unlink()
+    assert not store.exists(KEY)
+    assert [p for p in (tmp_path / "objects").rglob("*") if p.is_file()] == []
 
 
 def test_local_put_file_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
