@@ -121,6 +121,9 @@ def _h264_has_idr(annexb: bytes) -> bool:
     return False
 
 
+_NO_FRAMES: list[Frame] = []  # returned, never changed: the packet completed no frame
+
+
 class FrameAssembler:
     """Depayloads one track's packets, fed in sequence order, into whole frames."""
 
@@ -129,6 +132,7 @@ class FrameAssembler:
             raise RecorderError(f"unsupported codec {codec!r}")
         self.codec = codec
         self.video = codec != "opus"
+        self._vp8 = codec == "vp8"
         self.expected_sequence: int | None = None
         self.waiting_for_keyframe = self.video  # a recording starts at a key frame
         self.gaps = 0  # sequence gaps seen
@@ -145,6 +149,32 @@ class FrameAssembler:
     def feed(self, packet: PacketLike) -> list[Frame]:
         """Take one packet; return the frames it completes (usually zero or one)."""
         sequence = packet.sequence & 0xFFFF
+        if sequence == self.expected_sequence:
+            # The common case in few steps (it runs for every packet recorded): the next
+            # packet of an Opus track, or of a VP8 frame under way or starting.
+            if not self.video:
+                self.expected_sequence = (sequence + 1) & 0xFFFF
+                payload = packet.payload
+                if payload:
+                    arrival = int(getattr(packet, "arrival_ms", 0))
+                    return [Frame(payload, packet.rtp_timestamp, True, arrival)]
+                return []
+            if self._vp8 and not self.waiting_for_keyframe:
+                parts = self._parts
+                if not parts or packet.rtp_timestamp == self._timestamp:
+                    try:
+                        data, starts = vp8_depayload(packet.payload)
+                    except ValueError:
+                        pass  # the full path below drops the frame
+                    else:
+                        if parts or starts:
+                            self.expected_sequence = (sequence + 1) & 0xFFFF
+                            if not parts:
+                                self._timestamp = packet.rtp_timestamp
+                                self._arrival_ms = int(getattr(packet, "arrival_ms", 0))
+                                self._keyframe = packet.keyframe
+                            parts.append(data)
+                            return self._finish() if packet.marker else _NO_FRAMES
         expected = self.expected_sequence
         if expected is not None and sequence != expected:
             missing = (sequence - expected) & 0xFFFF
@@ -344,7 +374,7 @@ class SegmentWriter:
         self._container: Any = None
         self._video: Any = None
         self._audio: Any = None
-        self._last_dts: dict[str, int] = {}
+        self._last_video_dts = self._last_audio_dts = -(2**62)
         self._pending_audio: list[tuple[bytes, int]] = []
 
     @property
@@ -379,6 +409,11 @@ class SegmentWriter:
             audio.time_base = MS
             self._audio = audio
             container.start_encoding()
+            # Packets carry no time base of their own: PyAV then takes the stream's, which
+            # Matroska keeps at 1 ms (checked here, so a change cannot shift every pts).
+            for stream in container.streams:
+                if stream.time_base != MS:
+                    raise RecorderError(f"{stream.type} stream time base {stream.time_base}")
         except Exception:
             container.close()
             raise
@@ -391,12 +426,12 @@ class SegmentWriter:
             if not keyframe:
                 raise RecorderError("a segment must start with a video key frame")
             self._start(data)
-            self._mux("video", data, pts_ms, True)
+            self._mux_video(data, pts_ms, True)
             for audio, audio_pts in self._pending_audio:
-                self._mux("audio", audio, audio_pts, True)
+                self._mux_audio(audio, audio_pts)
             self._pending_audio = []
             return
-        self._mux("video", data, pts_ms, keyframe)
+        self._mux_video(data, pts_ms, keyframe)
 
     def write_audio(self, data: bytes, pts_ms: int) -> None:
         if not self.started:
@@ -404,25 +439,35 @@ class SegmentWriter:
                 self._pending_audio.append((data, pts_ms))
                 return
             self._start(None)
-        self._mux("audio", data, pts_ms, True)
+        self._mux_audio(data, pts_ms)
 
-    def _mux(self, kind: str, data: bytes, pts_ms: int, keyframe: bool) -> None:
+    # The two below run for every frame recorded: kept flat, one stream each.
+
+    def _mux_video(self, data: bytes, pts_ms: int, keyframe: bool) -> None:
         if self.closed:
             raise RecorderError("segment is closed")
-        last = self._last_dts.get(kind)
-        if last is not None and pts_ms <= last:
-            pts_ms = last + 1  # DTS strictly increasing
-        self._last_dts[kind] = pts_ms
+        if pts_ms <= self._last_video_dts:
+            pts_ms = self._last_video_dts + 1  # DTS strictly increasing
+        self._last_video_dts = pts_ms
         packet = av.Packet(data)  # the packet holds its own copy of the bytes
-        packet.time_base = MS
+        packet.pts = packet.dts = pts_ms  # in the stream's time base: ms
+        packet.stream = self._video
+        packet.is_keyframe = keyframe
+        self.video_frames += 1
+        self._container.mux_one(packet)
+        if pts_ms > self.last_pts_ms:
+            self.last_pts_ms = pts_ms
+
+    def _mux_audio(self, data: bytes, pts_ms: int) -> None:
+        if self.closed:
+            raise RecorderError("segment is closed")
+        if pts_ms <= self._last_audio_dts:
+            pts_ms = self._last_audio_dts + 1
+        self._last_audio_dts = pts_ms
+        packet = av.Packet(data)
         packet.pts = packet.dts = pts_ms
-        if kind == "video":
-            packet.stream = self._video
-            packet.is_keyframe = keyframe
-            self.video_frames += 1
-        else:
-            packet.stream = self._audio
-            self.audio_frames += 1
+        packet.stream = self._audio
+        self.audio_frames += 1
         self._container.mux_one(packet)
         if pts_ms > self.last_pts_ms:
             self.last_pts_ms = pts_ms
@@ -582,10 +627,10 @@ class Segmenter:
         if writer is not None and writer._container is not None:
             if kind == "audio":
                 if self._has_video or pts_ms - writer.start_pts_ms < self.target_ms:
-                    writer._mux("audio", frame.data, pts_ms, True)
+                    writer._mux_audio(frame.data, pts_ms)
                     return _NOTHING
             elif not frame.keyframe and self._has_video:
-                writer._mux("video", frame.data, pts_ms, False)
+                writer._mux_video(frame.data, pts_ms, False)
                 return _NOTHING
         if kind == "video":
             return self.add_video(frame, pts_ms)
