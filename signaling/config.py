@@ -184,6 +184,9 @@ class Settings:
     recorder_tap_packets: int = 2048
     # Oldest spooled file waiting longer than this: upload lag warning.
     upload_lag_warn_s: float = 300.0
+    # The uploader lets files committed together gather this long before it sends them, so
+    # its thread wakes once for a burst (a call's end does not wait: its files go at once).
+    upload_gather_s: float = 5.0
     # Free space under the spool below this many MiB: disk warning.
     spool_min_free_mb: int = 1024
     # Recorder: S3 endpoint host[:port]; empty: local object store in data_dir/objects.
@@ -548,6 +551,7 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     ),
     "recorder_tap_packets": ("must be an integer >= 64", _at_least(64)),
     "upload_lag_warn_s": (_POSITIVE, _positive),
+    "upload_gather_s": ("must be a number >= 0", lambda v: _is_number(v) and v >= 0),
     "spool_min_free_mb": ("must be an integer >= 0", _at_least(0)),
 }
 

@@ -150,6 +150,7 @@ class CallRecordingHub:
             retention=self._retention,
             on_uploaded=self._on_uploaded,
             lag_warn_s=s.upload_lag_warn_s,
+            gather_s=s.upload_gather_s,
             min_free_bytes=s.spool_min_free_mb * 1024 * 1024,
         )
         self.uploader.start()
@@ -355,7 +356,7 @@ class CallRecordingHub:
         await asyncio.to_thread(shutil.rmtree, workdir, True)
         self.changed.set()
         if self.uploader is not None:
-            self.uploader.kick()
+            self.uploader.flush()  # the call's last files: no gathering
         with log_context(call_id=call_id):
             log.info("recording %s: %d links, head %s", status, count, head[:16])
 

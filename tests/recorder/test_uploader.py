@@ -183,6 +183,32 @@ async def test_uploads_in_commit_order_byte_identical(store: ObjectStore, tmp_pa
     assert st.healthy and up.warnings() == []
 
 
+async def test_a_burst_gathers_and_a_flush_sends_it_without_waiting(tmp_path: Path) -> None:
+    """Files committed after an idle spell wait `gather_s` for the rest of their burst (one
+    wake-up of the worker for all); a flush (a call's last files) or wait_idle cuts the wait
+    short: with a 10-minute gathering time, these arrive well within the 30 s allowed."""
+    spool = Spool(tmp_path / "spool")
+    store = LocalObjectStore(tmp_path / "objects")
+    originals = payloads(6)
+    burst1, burst2 = list(originals.items())[:3], list(originals.items())[3:]
+    witness = UploadWitness(spool, store, originals)
+    async with running(fast_uploader(spool, store, on_uploaded=witness, gather_s=600)) as up:
+        for key, data in burst1:
+            spool.commit_bytes(key, data)  # the spool's listener wakes it: it gathers
+        up.flush()
+        await up.wait_until(lambda s: s.uploaded_count == 3, 30)
+        for key, data in burst2:
+            spool.commit_bytes(key, data)
+        await up.wait_idle(30)  # flushes too
+    assert witness.problems == [] and witness.order == list(originals)
+    async with running(fast_uploader(spool, store, gather_s=0.05)) as up:
+        spool.commit_bytes(f"{P}p1/000099.webm", b"after a short gathering wait")
+        st = await up.wait_until(lambda s: s.uploaded_count == 1, 30)  # no flush needed
+    assert st.pending_count == 0
+    with pytest.raises(ValueError, match="gather_s"):
+        Uploader(spool, store, gather_s=-1)
+
+
 async def test_pinned_prefix_keeps_its_files(store: ObjectStore, tmp_path: Path) -> None:
     """Files under a pinned prefix are uploaded and verified but stay in the spool (marked
     uploaded); other calls' files are deleted; release after unpin deletes the kept ones."""
