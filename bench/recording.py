@@ -1216,7 +1216,8 @@ def summary(
     for f in uploads:
         out(
             f"upload:     {f['target']}: {f['mb_s']:.1f} MB/s, {f['objects_s']:.0f} objects/s"
-            f" ({mb(f['bytes'])} in {f['seconds']:.2f} s, verified read-back included)"
+            f" ({mb(f['bytes'])} in {f['seconds']:.2f} s, every object verified: read back"
+            " on S3, the spooled file checked before the local store links it)"
         )
     shown_overhead = fmt(overhead.get("median", math.nan), 1)
     shown_long = (
