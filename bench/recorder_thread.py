@@ -161,8 +161,8 @@ def main() -> None:
         "--pace-ms",
         type=float,
         default=0.0,
-        help="record: sleep this long after each 250 ms round, as the server's thread idles"
-        " (250 paces in real time; the CPU of a round grows after an idle gap)",
+        help="record: sleep this long after each round, as the server's thread idles"
+        " (equal to --round-ms paces in real time; a round costs more after an idle gap)",
     )
     parser.add_argument(
         "--round-ms",
