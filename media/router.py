@@ -378,10 +378,12 @@ class PacketTap:
         self.overflowed = asyncio.Event()  # set at each refusal (for monitors and tests)
         self.closed = False
         self.ready = ready or asyncio.Event()
-        # A reader that drains in rounds (the recorder thread) is called when the queue
-        # reaches `wake_at` packets, so a round comes before the tap overflows.
+        # A reader that drains in rounds (the recorder thread) is called once the queue
+        # holds `wake_at` packets, so a round comes before the tap overflows; once per fill
+        # (`drain` re-arms it).
         self.wake_at = 0
         self.on_fill: Callable[[], None] | None = None
+        self._fill_signalled = False
 
     def offer(self, packet: TappedPacket) -> None:
         queue = self.queue
@@ -391,7 +393,8 @@ class PacketTap:
             return
         queue.append(packet)
         self.ready.set()
-        if len(queue) == self.wake_at and self.on_fill is not None:
+        if self.on_fill is not None and len(queue) >= self.wake_at and not self._fill_signalled:
+            self._fill_signalled = True
             self.on_fill()
 
     async def get(self) -> TappedPacket:
@@ -408,6 +411,7 @@ class PacketTap:
     def drain(self) -> list[TappedPacket | SourceChanged]:
         """Everything queued, oldest first. Safe from another thread while the event loop
         offers: each `popleft` is atomic, and what arrives meanwhile stays for next time."""
+        self._fill_signalled = False
         pop = self.queue.popleft
         return [pop() for _ in range(len(self.queue))]
 

@@ -141,7 +141,7 @@ class ParticipantRecorder:
         self.pending_gaps: list[dict[str, Any]] = []  # recorder thread only
         self.overflow_seen = {kind: 0 for kind in KINDS}
         self.overflow_unexplained = {kind: 0 for kind in KINDS}
-        self.last_video_pts: int | None = None  # of the last video frame recorded
+        self.last_video_pts: int | None = None  # of the last video frame of this round
         self.segments = 0
         self.frames = {kind: 0 for kind in KINDS}
         self.gaps = 0
@@ -164,6 +164,7 @@ class ParticipantRecorder:
 
     def drain(self, out: _Batch) -> None:
         """Take what the taps hold and record it."""
+        self.last_video_pts = None  # set again if this round has video
         for kind, tap in list(self.taps.items()):
             overflow = tap.overflow
             self.overflow_unexplained[kind] += overflow - self.overflow_seen[kind]
@@ -175,8 +176,8 @@ class ParticipantRecorder:
             out.key_frames[self.participant_id] = 0.0
             return
         # The segment's cutting key frame: asked for when the segment is due, which may
-        # fall between two rounds (the last frame drained arrived just now, so media time
-        # left is wall time left).
+        # fall between two rounds (the last frame drained this round arrived just now, so
+        # media time left is wall time left). A round without video asks nothing.
         last = self.last_video_pts
         left_ms = None if last is None else self.segmenter.until_due(last)
         if left_ms is not None:
@@ -298,8 +299,9 @@ class ParticipantRecorder:
 class RecorderThread:
     """The thread that does the recordings' file work, in rounds over its calls.
 
-    It wakes every `batch_s` (or at once for a job or a stop) and gives each call a round:
-    the call's taps drained, then its jobs, in order, so each chain keeps one writer. The
+    It wakes every `batch_s` (or at once for a job, a stop, or a tap half full) and gives
+    each call a round: the call's taps drained, then its jobs, in order, so each chain keeps
+    one writer. The
     server shares one among its calls: on the 2-vCPU VM here a thread that resumes after an
     idle gap pays ~0.2 ms of extra CPU per round (bench/recorder_thread.py --pace-ms), so
     one thread's rounds cost less than a thread per call. With no call it sleeps until one
@@ -376,7 +378,8 @@ class RecorderThread:
 class CallRecorder:
     """The recording of one call; one thread does all its file work, in order.
 
-    Its `RecorderThread` wakes every `batch_s` (or at once for a job), drains every
+    Its `RecorderThread` wakes every `batch_s` (or at once for a job or a tap half full),
+    drains every
     participant's taps itself (`PacketTap.drain` is safe across threads) and hands results
     back with one `call_soon_threadsafe` per round that has any: the event loop pays only for
     the packet copies it queues. Jobs (event links, test hooks) run in that thread in

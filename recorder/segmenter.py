@@ -17,7 +17,7 @@ import fractions
 import io
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -146,8 +146,9 @@ class FrameAssembler:
         self._keyframe = False
         self._arrival_ms = 0
 
-    def feed(self, packet: PacketLike) -> list[Frame]:
-        """Take one packet; return the frames it completes (usually zero or one)."""
+    def feed(self, packet: PacketLike) -> Sequence[Frame]:
+        """Take one packet; return the frames it completes (usually zero or one; a shared
+        empty list when none, hence read-only)."""
         sequence = packet.sequence & 0xFFFF
         if sequence == self.expected_sequence:
             # The common case in few steps (it runs for every packet recorded): the next

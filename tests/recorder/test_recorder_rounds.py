@@ -118,6 +118,10 @@ async def test_a_segment_due_between_two_rounds_has_its_key_frame_asked_for_when
     assert participant.segmenter.index == 2 and participant.segments == 1
     assert out.key_frames == {"p1": 1.0}  # the new one is due in 1 s: within this round
 
+    out = _Batch()
+    await asyncio.to_thread(participant.drain, out)  # a round without video (stalled)
+    assert out.key_frames == {}  # asks nothing: its last frame is no news of the time
+
 
 async def test_a_segment_far_from_due_asks_nothing_and_a_stop_cancels_a_pending_request(
     tmp_path,

@@ -195,6 +195,8 @@ async def test_a_burst_gathers_and_a_flush_sends_it_without_waiting(tmp_path: Pa
     async with running(fast_uploader(spool, store, on_uploaded=witness, gather_s=600)) as up:
         for key, data in burst1:
             spool.commit_bytes(key, data)  # the spool's listener wakes it: it gathers
+        with pytest.raises(TimeoutError):  # nothing goes before the burst is flushed
+            await up.wait_until(lambda s: s.uploaded_count > 0, 0.5)
         up.flush()
         await up.wait_until(lambda s: s.uploaded_count == 3, 30)
         for key, data in burst2:
@@ -207,6 +209,42 @@ async def test_a_burst_gathers_and_a_flush_sends_it_without_waiting(tmp_path: Pa
     assert st.pending_count == 0
     with pytest.raises(ValueError, match="gather_s"):
         Uploader(spool, store, gather_s=-1)
+
+
+class CountingStore(LocalObjectStore):
+    """The local store, counting retention writes made after the put."""
+
+    set_retention_calls = 0
+
+    def set_retention(self, key: str, retain_until: datetime, mode: str = "GOVERNANCE") -> None:
+        self.set_retention_calls += 1
+        super().set_retention(key, retain_until, mode)
+
+
+async def test_the_local_store_gets_each_object_with_its_retention_in_one_put(
+    tmp_path: Path,
+) -> None:
+    """The hub's policy counts days from now: asked once per file, its date goes in with the
+    put, and no second retention write follows (each costs a sidecar write and two fsyncs)."""
+    spool = Spool(tmp_path / "spool")
+    store = CountingStore(tmp_path / "objects")
+    asked: dict[str, datetime] = {}
+
+    def days_from_now(key: str) -> tuple[datetime, str]:
+        asked[key] = datetime.now(UTC) + timedelta(days=365)
+        return asked[key], "GOVERNANCE"
+
+    originals = payloads(6)
+    for key, data in originals.items():
+        spool.commit_bytes(key, data)
+    async with running(fast_uploader(spool, store, retention=days_from_now)) as up:
+        await up.wait_idle(30)
+    assert store.set_retention_calls == 0
+    assert asked.keys() == originals.keys()
+    for key, data in originals.items():
+        info = store.stat(key)
+        assert (info.retain_until, info.retention_mode) == (asked[key], "GOVERNANCE")
+        assert stored_sha(store, key) == sha(data)
 
 
 async def test_pinned_prefix_keeps_its_files(store: ObjectStore, tmp_path: Path) -> None:
