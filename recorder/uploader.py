@@ -22,7 +22,8 @@ close together): after an idle spell the uploader lets them gather for `gather_s
 pass, so its worker thread wakes once for the lot. On the VM here a thread's wake-up costs
 more than its work on a small file (bench/recording.py: uploader thread 0.11-0.14 CPU-s per
 20 s window without gathering, 0.04-0.06 with 5 s). `flush()` (a call's last files, tests)
-cuts the wait short.
+cuts the wait short, and while a call closes (`hurry()`) nothing waits: its last segments,
+replay files and manifest are stored as they come.
 
 A storage failure (unreachable, timeout, server error, local store I/O) ends the pass; after
 an exponential backoff the queue is tried again from its head, so nothing is skipped and
@@ -208,6 +209,7 @@ class Uploader:
         self._wake = asyncio.Event()
         self._flush = asyncio.Event()
         self._gathered = False  # this burst has had its gathering wait
+        self._hurry = 0  # calls closing now: no gathering while any is
         self._changed = asyncio.Event()
         self._closed = False
 
@@ -252,6 +254,17 @@ class Uploader:
         any thread."""
         self._set(self._flush)
         self._set(self._wake)
+
+    @contextlib.contextmanager
+    def hurry(self) -> Iterator[None]:
+        """While inside (a call closing, on the event loop), files are sent as soon as they
+        are spooled; a gathering wait under way ends at once."""
+        self._hurry += 1
+        self.flush()
+        try:
+            yield
+        finally:
+            self._hurry -= 1
 
     def _set(self, event: asyncio.Event) -> None:
         loop = self._loop
@@ -426,7 +439,7 @@ class Uploader:
             return
         if not self._gathered:
             self._gathered = True
-            if self._gather_s > 0 and not flushed:
+            if self._gather_s > 0 and not flushed and not self._hurry:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._gather_s):
                         await self._flush.wait()

@@ -203,6 +203,11 @@ async def test_a_burst_gathers_and_a_flush_sends_it_without_waiting(tmp_path: Pa
             spool.commit_bytes(key, data)
         await up.wait_idle(30)  # flushes too
     assert witness.problems == [] and witness.order == list(originals)
+    async with running(fast_uploader(spool, store, gather_s=600)) as up:
+        with up.hurry():  # a call closing: each of its files goes as it comes
+            for n in (1, 2):
+                spool.commit_bytes(f"{P}replay/p{n}.webm", b"replay %d" % n)
+                await up.wait_until(lambda s, n=n: s.uploaded_count == n, 30)
     async with running(fast_uploader(spool, store, gather_s=0.05)) as up:
         spool.commit_bytes(f"{P}p1/000099.webm", b"after a short gathering wait")
         st = await up.wait_until(lambda s: s.uploaded_count == 1, 30)  # no flush needed
