@@ -141,7 +141,6 @@ class ParticipantRecorder:
         self.pending_gaps: list[dict[str, Any]] = []  # recorder thread only
         self.overflow_seen = {kind: 0 for kind in KINDS}
         self.overflow_unexplained = {kind: 0 for kind in KINDS}
-        self.last_video_pts: int | None = None  # of the last video frame of this round
         self.segments = 0
         self.frames = {kind: 0 for kind in KINDS}
         self.gaps = 0
@@ -164,22 +163,23 @@ class ParticipantRecorder:
 
     def drain(self, out: _Batch) -> None:
         """Take what the taps hold and record it."""
-        self.last_video_pts = None  # set again if this round has video
+        last_video_pts: int | None = None  # of this round's last video frame
         for kind, tap in list(self.taps.items()):
             overflow = tap.overflow
             self.overflow_unexplained[kind] += overflow - self.overflow_seen[kind]
             self.overflow_seen[kind] = overflow
             items = tap.drain()
             if items:
-                self._process(kind, items, out)
+                pts = self._process(kind, items, out)
+                if kind == "video":
+                    last_video_pts = pts
         if self.assemblers["video"].waiting_for_keyframe and "video" in self.started_tracks:
             out.key_frames[self.participant_id] = 0.0
             return
         # The segment's cutting key frame: asked for when the segment is due, which may
         # fall between two rounds (the last frame drained this round arrived just now, so
         # media time left is wall time left). A round without video asks nothing.
-        last = self.last_video_pts
-        left_ms = None if last is None else self.segmenter.until_due(last)
+        left_ms = None if last_video_pts is None else self.segmenter.until_due(last_video_pts)
         if left_ms is not None:
             if left_ms <= 0:
                 out.key_frames[self.participant_id] = 0.0
@@ -188,7 +188,9 @@ class ParticipantRecorder:
 
     # --- recorder thread ----------------------------------------------------------------
 
-    def _process(self, kind: str, items: list[Any], out: _Batch) -> None:
+    def _process(self, kind: str, items: list[Any], out: _Batch) -> int | None:
+        """Record a batch of one track's packets; returns the last frame's pts (None if no
+        frame was completed)."""
         assembler = self.assemblers[kind]
         clock = self.clocks[kind]
         segmenter = self.segmenter
@@ -218,8 +220,7 @@ class ParticipantRecorder:
                 self.frames[kind] += 1
                 for path in segmenter.add(kind, frame, pts):
                     out.committed.append(self._commit_segment(segmenter.info[path]))
-        if kind == "video" and pts is not None:
-            self.last_video_pts = pts
+        return pts
 
     def finish(self, out: _Batch) -> None:
         """The call stops: whatever is queued, then the open segment and pending gaps."""
@@ -301,11 +302,10 @@ class RecorderThread:
 
     It wakes every `batch_s` (or at once for a job, a stop, or a tap half full) and gives
     each call a round: the call's taps drained, then its jobs, in order, so each chain keeps
-    one writer. The
-    server shares one among its calls: on the 2-vCPU VM here a thread that resumes after an
-    idle gap pays ~0.2 ms of extra CPU per round (bench/recorder_thread.py --pace-ms), so
-    one thread's rounds cost less than a thread per call. With no call it sleeps until one
-    is added.
+    one writer. The server shares one among its calls: on the 2-vCPU VM here a thread that
+    resumes after an idle gap pays extra CPU per round (bench/recorder_thread.py
+    --pace-ms), so one thread's rounds cost less than a thread per call. With no call it
+    sleeps until one is added.
     """
 
     def __init__(self, batch_s: float, name: str = "recorder-shared") -> None:
@@ -379,11 +379,10 @@ class CallRecorder:
     """The recording of one call; one thread does all its file work, in order.
 
     Its `RecorderThread` wakes every `batch_s` (or at once for a job or a tap half full),
-    drains every
-    participant's taps itself (`PacketTap.drain` is safe across threads) and hands results
-    back with one `call_soon_threadsafe` per round that has any: the event loop pays only for
-    the packet copies it queues. Jobs (event links, test hooks) run in that thread in
-    submission order, after the round's packets.
+    drains every participant's taps itself (`PacketTap.drain` is safe across threads) and
+    hands results back with one `call_soon_threadsafe` per round that has any: the event
+    loop pays only for the packet copies it queues. Jobs (event links, test hooks) run in
+    that thread in submission order, after the round's packets.
     """
 
     def __init__(

@@ -150,32 +150,25 @@ class FrameAssembler:
         """Take one packet; return the frames it completes (usually zero or one; a shared
         empty list when none, hence read-only)."""
         sequence = packet.sequence & 0xFFFF
-        if sequence == self.expected_sequence:
-            # The common case in few steps (it runs for every packet recorded): the next
-            # packet of an Opus track, or of a VP8 frame under way or starting.
-            if not self.video:
-                self.expected_sequence = (sequence + 1) & 0xFFFF
-                payload = packet.payload
-                if payload:
-                    arrival = int(getattr(packet, "arrival_ms", 0))
-                    return [Frame(payload, packet.rtp_timestamp, True, arrival)]
-                return []
-            if self._vp8 and not self.waiting_for_keyframe:
-                parts = self._parts
-                if not parts or packet.rtp_timestamp == self._timestamp:
-                    try:
-                        data, starts = vp8_depayload(packet.payload)
-                    except ValueError:
-                        pass  # the full path below drops the frame
-                    else:
-                        if parts or starts:
-                            self.expected_sequence = (sequence + 1) & 0xFFFF
-                            if not parts:
-                                self._timestamp = packet.rtp_timestamp
-                                self._arrival_ms = int(getattr(packet, "arrival_ms", 0))
-                                self._keyframe = packet.keyframe
-                            parts.append(data)
-                            return self._finish() if packet.marker else _NO_FRAMES
+        if sequence == self.expected_sequence and self._vp8 and not self.waiting_for_keyframe:
+            # The common case in few steps (it runs for every video packet recorded): the
+            # next packet of a VP8 frame under way or starting. Anything else (Opus, whose
+            # path below is as short) takes the full path.
+            parts = self._parts
+            if not parts or packet.rtp_timestamp == self._timestamp:
+                try:
+                    data, starts = vp8_depayload(packet.payload)
+                except ValueError:
+                    pass  # the full path below drops the frame
+                else:
+                    if parts or starts:
+                        self.expected_sequence = (sequence + 1) & 0xFFFF
+                        if not parts:
+                            self._timestamp = packet.rtp_timestamp
+                            self._arrival_ms = int(getattr(packet, "arrival_ms", 0))
+                            self._keyframe = packet.keyframe
+                        parts.append(data)
+                        return self._finish() if packet.marker else _NO_FRAMES
         expected = self.expected_sequence
         if expected is not None and sequence != expected:
             missing = (sequence - expected) & 0xFFFF
@@ -568,8 +561,8 @@ class Segmenter:
 
     def due(self, pts_ms: int) -> bool:
         """Is the current segment long enough to be cut (ask for a key frame then)?"""
-        writer = self._writer
-        return writer is not None and pts_ms - writer.start_pts_ms >= self.target_ms
+        left = self.until_due(pts_ms)
+        return left is not None and left <= 0
 
     def until_due(self, pts_ms: int) -> int | None:
         """Media milliseconds from `pts_ms` until the open segment is due (<= 0: due now);

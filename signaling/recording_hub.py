@@ -285,7 +285,14 @@ class CallRecordingHub:
         call_id = recorder.call_id
         try:
             with self._hurry_uploads():
-                await self._stop_and_close_recording(recorder, status)
+                await recorder.stop()
+                for participant_id, part in recorder.participants.items():
+                    self.frames_recorded[(call_id, participant_id)] = part.frames["video"]
+                # Event links spawned before the stop are in the thread's queue: let them land.
+                pending = [t for t in self._tasks if not t.done()]
+                await asyncio.gather(*pending, return_exceptions=True)
+                recorder.close_executor()
+                await self._close_recording(call_id, status, recovered=False)
         finally:
             self.recorders.pop(call_id, None)
             self.finishing.pop(call_id, None)
@@ -294,17 +301,6 @@ class CallRecordingHub:
     def _hurry_uploads(self) -> contextlib.AbstractContextManager[None]:
         """A closing call's files go to the store as they come (no gathering wait)."""
         return contextlib.nullcontext() if self.uploader is None else self.uploader.hurry()
-
-    async def _stop_and_close_recording(self, recorder: CallRecorder, status: str) -> None:
-        call_id = recorder.call_id
-        await recorder.stop()
-        for participant_id, part in recorder.participants.items():
-            self.frames_recorded[(call_id, participant_id)] = part.frames["video"]
-        # Event links spawned before the stop are in the thread's queue: let them land.
-        pending = [t for t in self._tasks if not t.done()]
-        await asyncio.gather(*pending, return_exceptions=True)
-        recorder.close_executor()
-        await self._close_recording(call_id, status, recovered=False)
 
     async def _close_recording(self, call_id: str, status: str, *, recovered: bool) -> None:
         """Replay files and the manifest, from the work dir; then the work dir goes."""
