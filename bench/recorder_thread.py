@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiortc.codecs.vpx import Vp8Encoder  # noqa: E402
 
 from media import clips  # noqa: E402
-from media.router import TappedPacket  # noqa: E402
+from media.router import TappedPacket, tapped_packet  # noqa: E402
 from recorder.call_recorder import (  # noqa: E402
     CallRecorder,
     ParticipantRecorder,
@@ -179,7 +179,7 @@ def main() -> None:
     gc.freeze()
 
     t0 = time.process_time()
-    tapped = [(kind, TappedPacket(p, ts, seq, m, k, at)) for kind, p, ts, seq, m, k, at in raw]
+    tapped = [(kind, tapped_packet(p, ts, seq, m, k, at)) for kind, p, ts, seq, m, k, at in raw]
     tap_s = time.process_time() - t0
 
     assemblers = {"video": FrameAssembler("vp8"), "audio": FrameAssembler("opus")}
@@ -187,7 +187,7 @@ def main() -> None:
     t0 = time.process_time()
     frames = []
     for kind, packet in tapped:
-        for frame in assemblers[kind].feed(packet):
+        for frame in assemblers[kind].feed_fields(*packet):
             frames.append(
                 (kind, frame, rtp_clocks[kind].to_ms(frame.rtp_timestamp, frame.arrival_ms))
             )

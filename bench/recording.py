@@ -418,12 +418,14 @@ async def cpu_run(mode: str, rep: int, args: argparse.Namespace, tmp: Path) -> R
         spy = await start_py_spy(args, server.pid, f"{mode}-rep{rep + 1}")
         tasks0 = thread_cpu(server.pid)
         switches0 = ctx_switches(server.pid, server.pid)
+        all_switches0 = {tid: ctx_switches(server.pid, tid) for tid in tasks0}
         cpu0 = proc_cpu_s(server.pid)
         t0 = time.monotonic()
         await asyncio.sleep(args.duration)
         cpu1 = proc_cpu_s(server.pid) if server.running else math.nan
         tasks1 = thread_cpu(server.pid)
         switches1 = ctx_switches(server.pid, server.pid)
+        all_switches1 = {tid: ctx_switches(server.pid, tid) for tid in tasks1}
         t1 = time.monotonic()
         mach1 = machine_cpu()
         if spy is not None:
@@ -451,9 +453,26 @@ async def cpu_run(mode: str, rep: int, args: argparse.Namespace, tmp: Path) -> R
             f"            event loop thread: {vol / (t1 - t0):.0f} voluntary and"
             f" {invol / (t1 - t0):.0f} involuntary context switches per second"
         )
+        for tid, (v1, i1) in all_switches1.items():
+            v0, i0 = all_switches0.get(tid, (0, 0))
+            if tid != server.pid and (v1 - v0 + i1 - i0) / (t1 - t0) >= 5:
+                out(
+                    f"            thread {names.get(tid, tid)}: {(v1 - v0) / (t1 - t0):.0f}"
+                    f" voluntary and {(i1 - i0) / (t1 - t0):.0f} involuntary switches per second"
+                )
         log = server.log
         seg = [e for e in log.commits if t0 <= e.t < t1]
         up = [e for e in log.uploads if t0 <= e.t < t1]
+        gc_runs = [
+            m1.get(f'python_gc_collections_total{{generation="{g}"}}', math.nan)
+            - m0.get(f'python_gc_collections_total{{generation="{g}"}}', math.nan)
+            for g in range(3)
+        ]
+        run.fig["gc_full_collections"] = gc_runs[2]
+        out(
+            f"gc:         collections in the window: generation 0 {gc_runs[0]:.0f}, 1"
+            f" {gc_runs[1]:.0f}, 2 (full, the event loop stops for tens of ms) {gc_runs[2]:.0f}"
+        )
         gaps = sum(v for k, v in m1.items() if k.startswith("mediation_recording_gaps_total"))
         out(
             f"recorder:   in the window {len(seg)} segments committed"
@@ -764,6 +783,14 @@ def cpu_summary(runs: list[Run], args: argparse.Namespace) -> dict[str, Any]:
         out(
             f"split:      {part}: {', '.join(f'{x:+.1f}%' for x in shares)} of relay CPU"
             f" (median {fmt(median(shares), 1)}%)"
+        )
+    for server in ("relay", "recorded"):
+        figs = [r.fig for r in runs if r.server == server and r.fig]
+        out(
+            f"stalls:     {server}: full GC collections per window"
+            f" [{', '.join(fmt(f.get('gc_full_collections', math.nan), 0) for f in figs)}];"
+            f" video latency max [{', '.join(fmt(f['latency']['video']['max'], 1) for f in figs)}]"
+            " ms"
         )
     return {"per_rep": per_rep, "median": med, "per_rep_close": per_rep_close,
             "median_close": med_close}  # fmt: skip

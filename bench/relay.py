@@ -702,7 +702,12 @@ def figures(
         "delivery_kind": "frames" if reencoded else "packets",
         "rss_mib": rss_kib / 1024,
         "latency": {
-            k: {"p50": percentile(lat[k], 50), "p95": percentile(lat[k], 95)} for k in KINDS
+            k: {
+                "p50": percentile(lat[k], 50),
+                "p95": percentile(lat[k], 95),
+                "max": lat[k][-1] if lat[k] else math.nan,
+            }
+            for k in KINDS
         },
     }
 

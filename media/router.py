@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from aiortc import (
     RTCConfiguration,
@@ -327,23 +327,27 @@ class Outlet:
         hooks.record_sent(stream.slot.transceiver.sender, timestamp, len(payload))
 
 
-class TappedPacket(NamedTuple):
-    """An encoded packet as the recorder sees it (its tap knows the kind and codec).
+TappedPacket = tuple[bytes, int, int, bool, bool, int]
+"""An encoded packet as the recorder sees it (its tap knows the kind and codec):
+``(payload, rtp_timestamp, sequence, marker, keyframe, arrival_ms)``.
 
-    A named tuple, made with `_tapped(TappedPacket, (...))` on the forwarding path: about
-    0.4 us against 1.1 us for a dataclass, paid for every packet of every recorded track
-    (bench/recorder_thread.py).
-    """
-
-    payload: bytes
-    rtp_timestamp: int
-    sequence: int
-    marker: bool
-    keyframe: bool
-    arrival_ms: int
+A plain tuple on purpose, made for every packet of every recorded track. The garbage
+collector stops tracking a plain tuple of bytes and ints the first time it looks at it, but
+never a tuple subclass such as a NamedTuple. A tap holds its packets until the recorder's
+next round (up to 1 s), long enough for tracked objects to be promoted to the oldest
+generation: with a NamedTuple here every recorded call soon triggered a full collection
+that stalled forwarding for ~60 ms (bench/recording.py, "GC" in docs/performance.md)."""
 
 
-_tapped = tuple.__new__
+def tapped_packet(
+    payload: bytes,
+    rtp_timestamp: int,
+    sequence: int,
+    marker: bool,
+    keyframe: bool,
+    arrival_ms: int,
+) -> TappedPacket:
+    return (payload, rtp_timestamp, sequence, marker, keyframe, arrival_ms)
 
 
 class TapClosed(MediaError):
@@ -405,7 +409,7 @@ class PacketTap:
                 self.ready.clear()
                 await self.ready.wait()
             item = self.queue.popleft()
-            if isinstance(item, TappedPacket):
+            if type(item) is tuple:  # not a SourceChanged marker
                 return item
 
     def drain(self) -> list[TappedPacket | SourceChanged]:
@@ -657,16 +661,13 @@ class Peer:
         for stream in published.streams:
             stream.forward(header, payload, keyframe)
         if published.taps:
-            tapped = _tapped(
-                TappedPacket,
-                (
-                    payload,
-                    header.timestamp,
-                    header.sequence,
-                    header.marker,
-                    keyframe,
-                    arrival_ms if arrival_ms is not None else int(time.time() * 1000),
-                ),
+            tapped = (  # a TappedPacket
+                payload,
+                header.timestamp,
+                header.sequence,
+                header.marker,
+                keyframe,
+                arrival_ms if arrival_ms is not None else int(time.time() * 1000),
             )
             for tap in published.taps:
                 tap.offer(tapped)

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from media.router import TappedPacket
 from recorder.chain_writer import Appended, ChainWriter, file_digest
 from recorder.evidence import segment_key, utc_iso
 from recorder.segmenter import EXTENSIONS, FrameAssembler, RtpClock, Segmenter, SegmentInfo
@@ -196,12 +195,12 @@ class ParticipantRecorder:
         segmenter = self.segmenter
         pts: int | None = None
         for item in items:
-            if type(item) is not TappedPacket:  # SourceChanged: a new peer connection
+            if type(item) is not tuple:  # SourceChanged: a new peer connection
                 assembler = self.assemblers[kind] = FrameAssembler(self.codecs[kind])
                 clock = self.clocks[kind] = RtpClock(self.codecs[kind], self.call.call_start_ms)
                 continue
             logged = assembler.gaps
-            frames = assembler.feed(item)
+            frames = assembler.feed_fields(*item)
             if assembler.gaps != logged:
                 for seq_from, seq_to, packets in assembler.gap_log[logged:]:
                     reason = "packet_loss"
@@ -210,7 +209,7 @@ class ParticipantRecorder:
                         self.overflow_unexplained[kind] = max(
                             0, self.overflow_unexplained[kind] - packets
                         )
-                    gap = self._gap(kind, seq_from, seq_to, packets, item.arrival_ms, reason)
+                    gap = self._gap(kind, seq_from, seq_to, packets, item[5], reason)  # arrival_ms
                     out.gaps.append(gap)
             for frame in frames:
                 pts = clock.to_ms(frame.rtp_timestamp, frame.arrival_ms)

@@ -149,26 +149,46 @@ class FrameAssembler:
     def feed(self, packet: PacketLike) -> Sequence[Frame]:
         """Take one packet; return the frames it completes (usually zero or one; a shared
         empty list when none, hence read-only)."""
-        sequence = packet.sequence & 0xFFFF
+        return self.feed_fields(
+            packet.payload,
+            packet.rtp_timestamp,
+            packet.sequence,
+            packet.marker,
+            packet.keyframe,
+            int(getattr(packet, "arrival_ms", 0)),
+        )
+
+    def feed_fields(
+        self,
+        payload: bytes,
+        rtp_timestamp: int,
+        sequence: int,
+        marker: bool,
+        keyframe: bool,
+        arrival_ms: int = 0,
+    ) -> Sequence[Frame]:
+        """`feed` for a packet given field by field, in the order of the router's
+        `TappedPacket` tuple (the recorder calls `feed_fields(*tapped)`)."""
+        sequence &= 0xFFFF
         if sequence == self.expected_sequence and self._vp8 and not self.waiting_for_keyframe:
             # The common case in few steps (it runs for every video packet recorded): the
             # next packet of a VP8 frame under way or starting. Anything else (Opus, whose
             # path below is as short) takes the full path.
             parts = self._parts
-            if not parts or packet.rtp_timestamp == self._timestamp:
+            if not parts or rtp_timestamp == self._timestamp:
                 try:
-                    data, starts = vp8_depayload(packet.payload)
+                    data, starts = vp8_depayload(payload)
                 except ValueError:
                     pass  # the full path below drops the frame
                 else:
                     if parts or starts:
                         self.expected_sequence = (sequence + 1) & 0xFFFF
                         if not parts:
-                            self._timestamp = packet.rtp_timestamp
-                            self._arrival_ms = int(getattr(packet, "arrival_ms", 0))
-                            self._keyframe = packet.keyframe
+                            self._timestamp = rtp_timestamp
+                            self._arrival_ms = arrival_ms
+                            self._keyframe = keyframe
                         parts.append(data)
-                        return self._finish() if packet.marker else _NO_FRAMES
+                        return self._finish() if marker else _NO_FRAMES
         expected = self.expected_sequence
         if expected is not None and sequence != expected:
             missing = (sequence - expected) & 0xFFFF
@@ -183,27 +203,25 @@ class FrameAssembler:
                 self._reset()
                 self.waiting_for_keyframe = True
         self.expected_sequence = (sequence + 1) & 0xFFFF
-        arrival = int(getattr(packet, "arrival_ms", 0))
 
         if not self.video:
-            payload = packet.payload
             if payload:
-                return [Frame(payload, packet.rtp_timestamp, True, arrival)]
+                return [Frame(payload, rtp_timestamp, True, arrival_ms)]
             return []
 
         out: list[Frame] = []
-        if self._parts and packet.rtp_timestamp != self._timestamp:
+        if self._parts and rtp_timestamp != self._timestamp:
             # The previous frame ended without a marker bit.
             out.extend(self._finish())
 
         if self.waiting_for_keyframe:
-            if not (packet.keyframe or keyframe_start(self.codec, packet.payload)):
+            if not (keyframe or keyframe_start(self.codec, payload)):
                 self.skipped_packets += 1
                 return out
             self.waiting_for_keyframe = False
 
         try:
-            data, starts = self._depayload(packet.payload)
+            data, starts = self._depayload(payload)
         except ValueError:
             self.dropped_frames += 1 if self._parts else 0
             self._reset()
@@ -214,14 +232,14 @@ class FrameAssembler:
                 # A frame's middle with no beginning (after an earlier drop).
                 self.skipped_packets += 1
                 return out
-            self._timestamp = packet.rtp_timestamp
-            self._arrival_ms = arrival
+            self._timestamp = rtp_timestamp
+            self._arrival_ms = arrival_ms
             # VP8's key-frame bit is read from the whole frame in _finish.
-            self._keyframe = packet.keyframe or (
-                self.codec == "h264" and keyframe_start(self.codec, packet.payload)
+            self._keyframe = keyframe or (
+                self.codec == "h264" and keyframe_start(self.codec, payload)
             )
         self._parts.append(data)
-        if packet.marker:
+        if marker:
             out.extend(self._finish())
         return out
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from media.router import PacketTap, TappedPacket
+from media.router import PacketTap, tapped_packet
 from recorder.call_recorder import CallRecorder, RecorderSettings, _Batch
 from recorder.chain_writer import ChainWriter
 from recorder.keyring import KeyRing
@@ -80,7 +80,7 @@ def offer_frames(tap: PacketTap, first: int, last: int) -> None:
         n = -(-(p.arrival_ms - CALL_START_MS) * FPS // 1000)  # arrival_ms is rounded down
         if first <= n <= last:
             tap.offer(
-                TappedPacket(
+                tapped_packet(
                     p.payload, p.rtp_timestamp, p.sequence, p.marker, p.keyframe, p.arrival_ms
                 )
             )
@@ -155,7 +155,7 @@ async def test_a_tap_half_full_wakes_the_recorder_once_per_fill(tmp_path):
     recorder.attach("p1", Media(), ["video"])  # type: ignore[arg-type]
     tap = recorder.participants["p1"].taps["video"]
     assert tap.wake_at == 32
-    packet = TappedPacket(b"\x10\x00", 0, 0, True, False, CALL_START_MS)
+    packet = tapped_packet(b"\x10\x00", 0, 0, True, False, CALL_START_MS)
     for _ in range(31):
         tap.offer(packet)
     assert worker.wakes == 0
