@@ -479,13 +479,13 @@ class MetadataStore:
                 return code, expires_at
         raise StorageError("no free enrolment code found")
 
-    def redeem_enrolment_code(self, code: str, kind: str | None = None) -> tuple[Device, str]:
+    def redeem_enrolment_code(self, code: str, kind: str) -> tuple[Device, str]:
         """Use a code once: the device gets a fresh token (the old one stops working).
 
         Returns the device and its new plaintext token. Raises EnrolmentRefused with the
         reason for an unknown, used, replaced or expired code, or a disabled device; the
-        code is spent either way. With `kind`, a valid code of a device of another kind is
-        refused as ``wrong_kind`` and stays usable.
+        code is spent either way. `kind` is the kind of device enrolling: a valid code of a
+        device of another kind is refused as ``wrong_kind`` and stays usable.
         """
         now = self._clock()
         with self.transaction():
@@ -497,8 +497,7 @@ class MetadataStore:
             if row is None or device is None:
                 reason = "unknown"
             elif (
-                kind is not None
-                and device.kind != kind
+                device.kind != kind
                 and row["expires_at"] > now
                 and not device.disabled
             ):

@@ -70,7 +70,7 @@ def test_migration_4_upgrades_a_version_3_database_and_keeps_its_data(
         assert store.schema_version() == 4
         assert store.get_device("d1").name == "Hall"
         code, _ = store.create_enrolment_code("d1", 600)
-        assert store.redeem_enrolment_code(code)[0].id == "d1"
+        assert store.redeem_enrolment_code(code, "kiosk")[0].id == "d1"
     finally:
         store.close()
 
@@ -92,13 +92,13 @@ def test_an_enrolment_code_is_8_digits_stored_hashed_and_issues_a_fresh_token(
         stored = conn.execute("SELECT code_hash FROM enrolment_codes").fetchall()
     assert stored == [(hash_token(code),)] and code not in stored[0][0]
 
-    enrolled, token = store.redeem_enrolment_code(code)
+    enrolled, token = store.redeem_enrolment_code(code, "kiosk")
     assert enrolled.id == device.id and enrolled.token_generation == 2
     assert store.find_device_by_token(token) == enrolled
     assert store.find_device_by_token(old_token) is None
     assert store.pending_enrolments() == {}
     with pytest.raises(EnrolmentRefused) as err:
-        store.redeem_enrolment_code(code)
+        store.redeem_enrolment_code(code, "kiosk")
     assert err.value.reason == "unknown"
 
 
@@ -107,9 +107,9 @@ def test_a_new_code_replaces_the_unused_one(clocked_store: MetadataStore) -> Non
     first, _ = clocked_store.create_enrolment_code(device.id, 600)
     second, _ = clocked_store.create_enrolment_code(device.id, 600)
     with pytest.raises(EnrolmentRefused) as err:
-        clocked_store.redeem_enrolment_code(first)
+        clocked_store.redeem_enrolment_code(first, "station")
     assert err.value.reason == "unknown"
-    assert clocked_store.redeem_enrolment_code(second)[0].id == device.id
+    assert clocked_store.redeem_enrolment_code(second, "station")[0].id == device.id
 
 
 def test_an_expired_code_is_refused_and_spent(clocked_store: MetadataStore, clock: Clock) -> None:
@@ -117,13 +117,26 @@ def test_an_expired_code_is_refused_and_spent(clocked_store: MetadataStore, cloc
     code, expires_at = clocked_store.create_enrolment_code(device.id, 600)
     clock.now = expires_at
     with pytest.raises(EnrolmentRefused) as err:
-        clocked_store.redeem_enrolment_code(code)
+        clocked_store.redeem_enrolment_code(code, "kiosk")
     assert err.value.reason == "expired"
     assert clocked_store.find_device_by_token(token) is not None  # nothing rotated
     clock.now = expires_at - 1  # even back in time, the expired code is gone
     with pytest.raises(EnrolmentRefused) as err:
-        clocked_store.redeem_enrolment_code(code)
+        clocked_store.redeem_enrolment_code(code, "kiosk")
     assert err.value.reason == "unknown"
+
+
+def test_a_code_for_another_kind_of_device_is_refused_and_stays_usable(
+    clocked_store: MetadataStore,
+) -> None:
+    """A station's code typed at a kiosk enrols nothing and is not spent."""
+    device, token = clocked_store.create_device("station", "Room 1")
+    code, _ = clocked_store.create_enrolment_code(device.id, 600)
+    with pytest.raises(EnrolmentRefused) as err:
+        clocked_store.redeem_enrolment_code(code, "kiosk")
+    assert err.value.reason == "wrong_kind"
+    assert clocked_store.find_device_by_token(token) is not None  # nothing rotated
+    assert clocked_store.redeem_enrolment_code(code, "station")[0].id == device.id
 
 
 def test_a_disabled_device_cannot_enrol(clocked_store: MetadataStore) -> None:
@@ -131,7 +144,7 @@ def test_a_disabled_device_cannot_enrol(clocked_store: MetadataStore) -> None:
     code, _ = clocked_store.create_enrolment_code(device.id, 600)
     clocked_store.set_device_disabled(device.id, True)
     with pytest.raises(EnrolmentRefused) as err:
-        clocked_store.redeem_enrolment_code(code)
+        clocked_store.redeem_enrolment_code(code, "kiosk")
     assert err.value.reason == "device_disabled"
     assert clocked_store.get_device(device.id).token_generation == 1
 
