@@ -329,14 +329,18 @@ class Outlet:
 
 TappedPacket = tuple[bytes, int, int, bool, bool, int]
 """An encoded packet as the recorder sees it (its tap knows the kind and codec):
-``(payload, rtp_timestamp, sequence, marker, keyframe, arrival_ms)``.
+``(payload, rtp_timestamp, sequence, marker, keyframe, arrival_ms)``, arrival in Unix ms.
 
-A plain tuple on purpose, made for every packet of every recorded track. The garbage
-collector stops tracking a plain tuple of bytes and ints the first time it looks at it, but
-never a tuple subclass such as a NamedTuple. A tap holds its packets until the recorder's
-next round (up to 1 s), long enough for tracked objects to be promoted to the oldest
-generation: with a NamedTuple here every recorded call soon triggered a full collection
-that stalled forwarding for ~60 ms (bench/recording.py, "GC" in docs/performance.md)."""
+A plain tuple on purpose, made for every packet of every recorded track. CPython stops
+tracking a plain tuple of bytes and ints the first time a collection looks at it, and takes
+small tuples from a free list without counting them as new objects; a tuple subclass such
+as a NamedTuple gets neither. A tap holds its packets until the recorder's next round (up
+to 1 s): as NamedTuples they drove the young collections and were promoted with everything
+else alive, and a server recording calls ran a full collection, which stops the event loop
+and all forwarding for ~50 ms, in every 20 s measured ("Garbage collection" in
+docs/performance.md)."""
+
+ARRIVAL_MS = 5  # TappedPacket's index of the arrival time
 
 
 def tapped_packet(
@@ -347,6 +351,8 @@ def tapped_packet(
     keyframe: bool,
     arrival_ms: int,
 ) -> TappedPacket:
+    """A TappedPacket, field by field (tests and benches; `Peer._forward` builds the tuple
+    inline, without a call per packet)."""
     return (payload, rtp_timestamp, sequence, marker, keyframe, arrival_ms)
 
 
@@ -409,7 +415,7 @@ class PacketTap:
                 self.ready.clear()
                 await self.ready.wait()
             item = self.queue.popleft()
-            if type(item) is tuple:  # not a SourceChanged marker
+            if not isinstance(item, SourceChanged):
                 return item
 
     def drain(self) -> list[TappedPacket | SourceChanged]:
@@ -602,8 +608,12 @@ class Peer:
 
         hooks.watch_receiver_rtcp(transceiver.receiver, on_sender_report)
 
-    def _on_rtp(self, published: Published, packet: RtpPacket, arrival_ms: int) -> None:
-        """Slow path: a packet aiortc parsed (before its SSRC is known to the fast path)."""
+    def _on_rtp(self, published: Published, packet: RtpPacket, ntp_arrival_ms: int) -> None:
+        """Slow path: a packet aiortc parsed (before its SSRC is known to the fast path).
+
+        aiortc's arrival time counts from the NTP epoch (1900, `aiortc.clock.current_ms`);
+        taps take Unix time, as on the fast path. It once went through unchanged and put a
+        recording's first frames, and so every timestamp after them, 70 years late."""
         if published.ssrc != packet.ssrc:
             previous = published.ssrc
             if previous is not None:
@@ -622,7 +632,7 @@ class Peer:
             payload_offset=0,
             payload_end=len(packet.payload),
         )
-        self._forward(published, header, packet.payload, arrival_ms)
+        self._forward(published, header, packet.payload)
 
     def _on_datagram(self, plain: memoryview) -> None:
         """Fast path: a decrypted RTP packet of a known publisher SSRC, straight off the socket.
@@ -642,16 +652,9 @@ class Peer:
         hooks.feed_receiver_statistics(
             published.receiver, header.ssrc, published.clock_rate, header
         )
-        self._forward(
-            published,
-            header,
-            bytes(plain[header.payload_offset : header.payload_end]),
-            None,  # arrival time: only taps need it, so only taps pay for it
-        )
+        self._forward(published, header, bytes(plain[header.payload_offset : header.payload_end]))
 
-    def _forward(
-        self, published: Published, header: RtpHeader, payload: bytes, arrival_ms: int | None
-    ) -> None:
+    def _forward(self, published: Published, header: RtpHeader, payload: bytes) -> None:
         self.last_media_at = time.monotonic()
         if self.timed_out:
             self.touch()
@@ -667,7 +670,7 @@ class Peer:
                 header.sequence,
                 header.marker,
                 keyframe,
-                arrival_ms if arrival_ms is not None else int(time.time() * 1000),
+                int(time.time() * 1000),  # arrival: only taps need it, so only taps pay for it
             )
             for tap in published.taps:
                 tap.offer(tapped)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from datetime import datetime
 
 import av
 
@@ -16,6 +17,10 @@ from tests.media.util import until
 
 RED, GREEN = (255, 0, 0), (0, 255, 0)
 FPS = 15
+
+
+def _utc_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 async def recorded_call(service, **launch):
@@ -129,6 +134,22 @@ async def test_a_recorded_call_verifies_and_replays_frame_exactly(make_service):
     assert manifest["status"] == "complete"
     assert manifest["consent"]["evidence"] is True
     assert {t["participant"] for t in manifest["tracks"]} == set(ids.values())
+    # Media times count from the call's start and every segment lies inside the call (the
+    # first packets, parsed by aiortc, once came with its 1900-based clock: 70 years late).
+    launched, ended = (_utc_ms(manifest[k]) for k in ("launched_utc", "ended_utc"))
+    for track in manifest["tracks"]:
+        for field in ("start_offset_ms", "audio_start_offset_ms", "video_start_offset_ms"):
+            assert 0 <= track[field] <= ended - launched, (field, track)
+    links = [
+        json.loads(store.get(key))
+        for key in store.list(f"{rec.prefix}chain/")
+        if key.endswith(".json")
+    ]
+    segments = [link for link in links if link["kind"] == "segment"]
+    assert segments
+    for link in segments:
+        assert 0 <= link["first_pts_ms"] <= link["last_pts_ms"] <= ended - launched, link
+        assert launched <= _utc_ms(link["start_utc"]) <= _utc_ms(link["end_utc"]) <= ended
 
     # The spool let go of everything only after verified uploads; the work dir is gone.
     assert recordings.spool.pending() == []
