@@ -9,7 +9,7 @@ No server, no sockets: the clip of bench/relay.py (640x480 VP8 ~1 Mbit/s at 30 f
 pure stages one after the other, each timed with process CPU time:
 
 - tap:      building the packet objects the event loop hands to a tap (per packet);
-- assemble: `FrameAssembler.feed` + `RtpClock.to_ms` (depayloading into frames);
+- assemble: `FrameAssembler.feed_fields` + `RtpClock.to_ms` (depayloading into frames);
 - mux:      `Segmenter.add` (stream copy into 10 s segments, each closed and fsynced);
 - hash:     SHA-256 of every closed segment (what the chain link needs);
 - record:   the recorder's whole path on the same packets, through `ParticipantRecorder`:
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiortc.codecs.vpx import Vp8Encoder  # noqa: E402
 
 from media import clips  # noqa: E402
-from media.router import TappedPacket, tapped_packet  # noqa: E402
+from media.router import TappedPacket  # noqa: E402
 from recorder.call_recorder import (  # noqa: E402
     CallRecorder,
     ParticipantRecorder,
@@ -179,7 +179,7 @@ def main() -> None:
     gc.freeze()
 
     t0 = time.process_time()
-    tapped = [(kind, tapped_packet(p, ts, seq, m, k, at)) for kind, p, ts, seq, m, k, at in raw]
+    tapped = [(kind, (p, ts, seq, m, k, at)) for kind, p, ts, seq, m, k, at in raw]
     tap_s = time.process_time() - t0
 
     assemblers = {"video": FrameAssembler("vp8"), "audio": FrameAssembler("opus")}

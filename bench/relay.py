@@ -705,7 +705,7 @@ def figures(
             k: {
                 "p50": percentile(lat[k], 50),
                 "p95": percentile(lat[k], 95),
-                "max": lat[k][-1] if lat[k] else math.nan,
+                "max": max(lat[k], default=math.nan),
             }
             for k in KINDS
         },

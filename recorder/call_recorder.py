@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from media.router import ARRIVAL_MS, SourceChanged
 from recorder.chain_writer import Appended, ChainWriter, file_digest
 from recorder.evidence import segment_key, utc_iso
 from recorder.segmenter import EXTENSIONS, FrameAssembler, RtpClock, Segmenter, SegmentInfo
@@ -195,7 +196,7 @@ class ParticipantRecorder:
         segmenter = self.segmenter
         pts: int | None = None
         for item in items:
-            if type(item) is not tuple:  # SourceChanged: a new peer connection
+            if type(item) is SourceChanged:  # a new peer connection
                 assembler = self.assemblers[kind] = FrameAssembler(self.codecs[kind])
                 clock = self.clocks[kind] = RtpClock(self.codecs[kind], self.call.call_start_ms)
                 continue
@@ -209,7 +210,7 @@ class ParticipantRecorder:
                         self.overflow_unexplained[kind] = max(
                             0, self.overflow_unexplained[kind] - packets
                         )
-                    gap = self._gap(kind, seq_from, seq_to, packets, item[5], reason)  # arrival_ms
+                    gap = self._gap(kind, seq_from, seq_to, packets, item[ARRIVAL_MS], reason)
                     out.gaps.append(gap)
             for frame in frames:
                 pts = clock.to_ms(frame.rtp_timestamp, frame.arrival_ms)

@@ -496,11 +496,7 @@ class MetadataStore:
             device = None if row is None else self.get_device(row["device_id"])
             if row is None or device is None:
                 reason = "unknown"
-            elif (
-                device.kind != kind
-                and row["expires_at"] > now
-                and not device.disabled
-            ):
+            elif device.kind != kind and row["expires_at"] > now and not device.disabled:
                 reason = "wrong_kind"  # nothing spent: the code still enrols its own device
             else:
                 self._db().execute(

@@ -146,7 +146,7 @@ async def test_call_details_and_metrics_carry_media_stats_and_a_tap_sees_key_fra
         assert tap.codec == "vp8" and tap.kind == "video" and payload
         # A tap holds packets until the recorder's next round: once the garbage collector
         # has looked at one, it no longer tracks it, so held packets are never promoted to
-        # the oldest generation (whose full collections stalled forwarding for ~60 ms).
+        # the oldest generation (whose full collections stalled forwarding for ~50 ms).
         gc.collect(0)
         assert not gc.is_tracked(packet)
         service.add_person("root", "admin")
