@@ -140,6 +140,8 @@ async def test_a_recorded_call_verifies_and_replays_frame_exactly(make_service):
     for track in manifest["tracks"]:
         for field in ("start_offset_ms", "audio_start_offset_ms", "video_start_offset_ms"):
             assert 0 <= track[field] <= ended - launched, (field, track)
+    for replay in manifest["replay"]:
+        assert 0 <= replay["start_offset_ms"] <= ended - launched, replay
     links = [
         json.loads(store.get(key))
         for key in store.list(f"{rec.prefix}chain/")
