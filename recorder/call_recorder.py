@@ -66,6 +66,7 @@ class Tap(Protocol):
 
     overflow: int
     closed: bool
+    queue: deque[Any]  # packets and SourceChanged markers, oldest first
     wake_at: int  # queue length that calls on_fill (0: never)
     on_fill: Callable[[], None] | None
 
@@ -152,11 +153,19 @@ class ParticipantRecorder:
         half full wakes the recorder thread before its round is due."""
         bound = self.call.settings.tap_packets
         for kind in kinds:
-            if kind in self.taps and not self.taps[kind].closed:
+            old = self.taps.get(kind)
+            if old is not None and not old.closed:
                 continue  # a tap follows the participant across reconnects by itself
             tap = media.tap(self.participant_id, kind, bound)
             tap.wake_at = max(1, bound // 2)
             tap.on_fill = self.call.wake
+            if old is not None:
+                # The old tap closed (the participant's media went away, e.g. a reconnect
+                # that failed): this is another peer connection, with its own SSRC, sequence
+                # numbers and RTP timestamps. What the old tap still holds comes first, then
+                # the marker that restarts frame assembly and the media clock.
+                tap.queue.extend(old.drain())
+                tap.queue.append(SourceChanged(kind))
             self.taps[kind] = tap
 
     # --- recorder thread ----------------------------------------------------------------

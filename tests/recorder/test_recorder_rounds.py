@@ -168,3 +168,36 @@ async def test_a_tap_half_full_wakes_the_recorder_once_per_fill(tmp_path):
     for _ in range(32):
         tap.offer(packet)
     assert worker.wakes == 2
+
+
+async def test_a_tap_opened_again_after_its_participant_left_restarts_the_media_clock(tmp_path):
+    """A reconnect that failed closes the participant's taps; the next good join opens new
+    ones on another peer connection (other SSRC, sequence numbers and RTP timestamps). Its
+    media keeps times from arrival, with no false gap, and nothing the old tap held is lost."""
+    worker = ManualWorker()
+    media = Media()
+    recorder = make_recorder(tmp_path, worker)
+    recorder.attach("p1", media, ["video"])  # type: ignore[arg-type]
+    participant = recorder.participants["p1"]
+    first = participant.taps["video"]
+    offer_frames(first, 0, 9)
+    await asyncio.to_thread(participant.drain, _Batch())
+    offer_frames(first, 10, 14)  # still queued when the tap closes
+    first.close()
+
+    recorder.attach("p1", media, ["video"])  # type: ignore[arg-type]
+    second = participant.taps["video"]
+    assert second is not first
+    frames = video_packets("vp8", seq0=30000, ts0=1_500_000_000)[:20]
+    for p in frames:  # the new connection, 10 s later
+        second.offer(
+            tapped_packet(
+                p.payload, p.rtp_timestamp, p.sequence, p.marker, p.keyframe, p.arrival_ms + 10_000
+            )
+        )
+    await asyncio.to_thread(participant.drain, _Batch())
+    assert participant.frames["video"] == 15 + len({p.rtp_timestamp for p in frames})
+    assert participant.gaps == 0
+    last_arrival = frames[-1].arrival_ms + 10_000 - CALL_START_MS
+    assert participant.segmenter._writer is not None
+    assert abs(participant.segmenter._writer.last_pts_ms - last_arrival) < 100
