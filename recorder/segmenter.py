@@ -377,8 +377,12 @@ class SegmentWriter:
             raise RecorderError(f"unsupported video codec {video_codec!r}")
         self.path = Path(path)
         self.video_codec = video_codec
-        self.start_pts_ms = start_pts_ms
+        self.start_pts_ms = start_pts_ms  # of the frame that opened it (due times count from it)
         self.size = size
+        # The earliest and latest pts in the file, for its chain link. The earliest may be
+        # before start_pts_ms: a round's audio is muxed after its video, so audio older
+        # than the key frame that opened this segment lands here.
+        self.first_pts_ms = start_pts_ms
         self.last_pts_ms = start_pts_ms
         self.video_frames = 0
         self.audio_frames = 0
@@ -469,6 +473,8 @@ class SegmentWriter:
         self._container.mux_one(packet)
         if pts_ms > self.last_pts_ms:
             self.last_pts_ms = pts_ms
+        elif pts_ms < self.first_pts_ms:
+            self.first_pts_ms = pts_ms
 
     def _mux_audio(self, data: bytes, pts_ms: int) -> None:
         if self.closed:
@@ -483,6 +489,8 @@ class SegmentWriter:
         self._container.mux_one(packet)
         if pts_ms > self.last_pts_ms:
             self.last_pts_ms = pts_ms
+        elif pts_ms < self.first_pts_ms:
+            self.first_pts_ms = pts_ms
 
     def close(self) -> Path | None:
         """Finish the file (Cues, Duration) and fsync it; None if nothing was written."""
@@ -568,7 +576,7 @@ class Segmenter:
         self.info[path] = SegmentInfo(
             path,
             self.index,
-            writer.start_pts_ms,
+            writer.first_pts_ms,
             writer.last_pts_ms,
             writer.video_frames,
             writer.audio_frames,

@@ -80,14 +80,16 @@ def audio_packets(seconds: int = 2) -> list[Tapped]:
     ]
 
 
-def record(codec: str, tmp_path) -> tuple[list, Segmenter]:
+def record(codec: str, tmp_path, round_ms: int = 0) -> tuple[list, Segmenter]:
+    """Frames in arrival order; with `round_ms`, in rounds as the recorder takes them: a
+    round's video, then its audio."""
     segmenter = Segmenter(tmp_path, codec, target_s=1.0)
     video_asm, audio_asm = FrameAssembler(codec), FrameAssembler("opus")
     video_clock, audio_clock = RtpClock(codec, 1000), RtpClock("opus", 1000)
     events = sorted(
         [(p.arrival_ms, 0, p) for p in video_packets(codec)]
         + [(p.arrival_ms, 1, p) for p in audio_packets()],
-        key=lambda e: (e[0], e[1]),
+        key=lambda e: (e[0] // round_ms, e[1], e[0]) if round_ms else (e[0], e[1]),
     )
     closed = []
     for _, _, packet in events:
@@ -135,6 +137,30 @@ def test_segments_open_decode_and_continue(codec, tmp_path):
         with av.open(str(path)) as container:
             assert sum(1 for _ in container.decode(audio=0)) > 10
     assert counters == list(range(30))
+
+
+def test_a_segments_first_and_last_pts_are_those_in_its_file(tmp_path):
+    """In rounds, the key frame that opens a segment is muxed before the same round's audio,
+    whose earlier packets then go into the new segment: the times its chain link names
+    (first/last pts, so start/end UTC) are still those of the packets in the file."""
+    closed, segmenter = record("vp8", tmp_path, round_ms=500)
+    assert len(closed) == 2
+    for path in closed:
+        info = segmenter.info[path]
+        pts = packet_times_ms(path)
+        assert (info.first_pts_ms, info.last_pts_ms) == (min(pts), max(pts)), path.name
+    # The case this test is about happened: audio before the opening key frame.
+    assert min(packet_times_ms(closed[1], "audio")) < min(packet_times_ms(closed[1], "video"))
+
+
+def packet_times_ms(path, kind: str | None = None) -> list[int]:
+    with av.open(str(path)) as container:
+        streams = [s for s in container.streams if kind is None or s.type == kind]
+        return [
+            round(float(p.pts * p.time_base * 1000))
+            for p in container.demux(streams)
+            if p.size and p.pts is not None
+        ]
 
 
 def test_sequence_gap_skips_to_next_key_frame():
