@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +33,11 @@ __all__ = [
 ]
 
 BUNDLE_EXTRAS = ("README.md", "keys/")
+# How far a segment's times may stray outside the call's launch and end. Media times run on
+# the sender's RTP clock from the first frame's arrival, so clock drift and arrival delays
+# put a long call's last frames a little after its recorded end; a clock error (media times
+# once counted from 1900) puts them years away.
+SEGMENT_TIME_SLACK = timedelta(seconds=10)
 """Entries of an export folder that are not objects of the call."""
 
 
@@ -294,6 +300,7 @@ class _Run:
         if doc.get("call_id") != self.call_id:
             self.problem(key, f"call_id {doc.get('call_id')!r} is not {self.call_id!r}")
         self.manifest_chain(key, doc, check)
+        self.manifest_times(doc, check)
         self.manifest_replay(key, doc)
 
     def manifest_chain(self, key: str, doc: dict[str, Any], check: evidence.ChainCheck) -> None:
@@ -329,6 +336,32 @@ class _Run:
                 self.problem(key, f"launched_utc {launched} does not fit the prefix")
         except (ValueError, TypeError):
             pass  # reported as a bad manifest field
+
+    def manifest_times(self, doc: dict[str, Any], check: evidence.ChainCheck) -> None:
+        """Every segment lies inside the call, from launch to end (give or take the slack)."""
+        try:
+            launched = evidence.parse_utc(str(doc.get("launched_utc")))
+            ended = evidence.parse_utc(str(doc.get("ended_utc")))
+        except (ValueError, TypeError):
+            return  # reported as a bad manifest field
+        for index, obj in sorted(check.links.items()):
+            if obj.get("kind") != "segment":
+                continue
+            try:
+                start = evidence.parse_utc(str(obj.get("start_utc")))
+                end = evidence.parse_utc(str(obj.get("end_utc")))
+            except (ValueError, TypeError):
+                continue  # reported by check_chain
+            if start > end:
+                reason = "starts after it ends"
+            elif start < launched - SEGMENT_TIME_SLACK or end > ended + SEGMENT_TIME_SLACK:
+                reason = f"lies outside the call ({doc['launched_utc']} to {doc['ended_utc']})"
+            else:
+                continue
+            self.problem(
+                evidence.link_key(self.prefix, index),
+                f"segment time {obj['start_utc']} to {obj['end_utc']} {reason}",
+            )
 
     def manifest_replay(self, key: str, doc: dict[str, Any]) -> None:
         replay = doc.get("replay")

@@ -86,6 +86,7 @@ def record(
     *,
     manifest: bool = True,
     between_rounds: Callable[[KeyRing], None] | None = None,
+    segment_shift: timedelta = timedelta(0),
 ) -> Call:
     keyring = KeyRing(tmp / "keys")
     spool = tmp / "spool"
@@ -98,7 +99,7 @@ def record(
         for pid in (P1, P2):
             key = evidence.segment_key(PREFIX, pid, n, "webm")
             write_spool_file(writer, key, f"{pid} segment {n} ".encode() * (200 + n))
-            start = LAUNCHED + timedelta(seconds=10 * (n - 1))
+            start = LAUNCHED + timedelta(seconds=10 * (n - 1)) + segment_shift
             gaps = []
             if (pid, n) == (P1, 2):
                 gaps.append(
@@ -307,6 +308,18 @@ def test_an_intact_recording_verifies(target: Target) -> None:
     assert report.bytes == sum(len(target.read(k)) for k in SEGMENTS + REPLAY)
     assert report.head == (target.call.writer.head.links, target.call.writer.head.hash)
     assert report.manifest_status == "complete"
+
+
+@pytest.mark.parametrize(
+    "shift", [timedelta(days=365 * 70), timedelta(seconds=-35)], ids=["70 years", "before launch"]
+)
+def test_segments_whose_times_lie_outside_the_call_are_named(tmp_path: Path, shift) -> None:
+    """A clock error is caught even when every hash and signature holds: media times once
+    counted from 1900 put a recording's segments in 2096."""
+    report = StoreTarget(record(tmp_path, segment_shift=shift)).verify()
+    segment_links = [link(n) for n in range(5, 11)]  # after 4 events: 6 segment links
+    assert failed_keys(report) == set(segment_links)
+    assert "lies outside the call" in reasons(report, segment_links[0])
 
 
 def test_a_chain_still_being_written_verifies_without_a_manifest(tmp_path: Path) -> None:
