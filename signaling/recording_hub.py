@@ -218,10 +218,20 @@ class CallRecordingHub:
                 self._event(recorder, "participant_left", p.id, reason=p.reason)
 
     def on_bookmark(self, call_id: str, bookmark: dict[str, Any]) -> None:
-        """An expert's bookmark goes into the chain too, in order with the segments."""
+        """An expert's bookmark goes into the chain too, in order with the segments. Its
+        `offset_ms` counts from the answer (the protocol's); the event adds its `utc` and
+        `media_ms`, the media time to seek to (counted from the call's launch, like pts)."""
         recorder = self.recorders.get(call_id)
         if recorder is not None and self.is_recording(call_id):
-            self._event(recorder, "bookmark", None, bookmark=dict(bookmark))
+            at = bookmark["at"]
+            self._event(
+                recorder,
+                "bookmark",
+                None,
+                bookmark=dict(bookmark),
+                utc=utc_iso(at),
+                media_ms=at - recorder.call_start_ms,
+            )
 
     def on_media(self, call_id: str, participant_id: str, media: CallMedia) -> None:
         """A participant's media joined or rejoined: record what it publishes."""

@@ -111,6 +111,7 @@ async def test_a_recorded_call_verifies_and_replays_frame_exactly(make_service):
     await expert_peer.start()
     try:
         await wait_segments(service, call_id, ids.values(), 3)
+        await expert.request("call.bookmark", call_id=call_id, note="要点")
     finally:
         await expert.request("call.leave", call_id=call_id)
         await kiosk_peer.close()
@@ -152,6 +153,11 @@ async def test_a_recorded_call_verifies_and_replays_frame_exactly(make_service):
     ]
     segments = [link for link in links if link["kind"] == "segment"]
     assert segments
+    events = [link["event"] for link in links if link["kind"] == "event"]
+    (bookmark,) = [event for event in events if event["type"] == "bookmark"]
+    assert bookmark["bookmark"]["note"] == "要点"
+    assert bookmark["media_ms"] == _utc_ms(bookmark["utc"]) - launched
+    assert 0 < bookmark["media_ms"] <= ended - launched
     for link in segments:
         assert 0 <= link["first_pts_ms"] <= link["last_pts_ms"] <= latest, (link, launched, ended)
         assert _utc_ms(link["start_utc"]) - launched == link["first_pts_ms"], link
