@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import time
@@ -326,13 +327,16 @@ class CallRecordingHub:
                 store.update_recording(call_id, status=status, ended_at=self.hub.clock.wall_ms())
                 return
             chain = ChainWriter(workdir / "objects", call_id, rec.prefix, self.keyring)
+        # A recording cut short (the server stopped mid-call) is last known to have run at
+        # its last link: the call's end recorded at the restart may be hours later.
+        last_alive = _link_utc(chain) if status == "interrupted" else None
         if chain.closed:  # finalized before a crash: the index and the spool catch up
             committed, manifest = await asyncio.to_thread(
                 recommit_closed, workdir, rec.prefix, self.spool
             )
             status = manifest["status"]
         else:
-            fields = self._manifest_fields(call_id)
+            fields = self._manifest_fields(call_id, last_alive)
             committed, manifest = await asyncio.to_thread(
                 lambda: finalize(
                     workdir=workdir,
@@ -377,7 +381,10 @@ class CallRecordingHub:
         with log_context(call_id=call_id):
             log.info("recording %s: %d links, head %s", status, count, head[:16])
 
-    def _manifest_fields(self, call_id: str) -> dict[str, Any]:
+    def _manifest_fields(self, call_id: str, last_alive: str | None = None) -> dict[str, Any]:
+        """The manifest's fields from the database. With `last_alive` (an interrupted
+        recording's last link time), the call ends then, and participants who had not left
+        by then have no `left_utc`: when they left is not known."""
         store = self.hub.store
         call = store.get_call(call_id)
         consent = store.get_consent(call_id)
@@ -395,6 +402,10 @@ class CallRecordingHub:
             }
             for p in store.list_participants(call_id)
         ]
+        if last_alive is not None:
+            for p in participants:
+                if p["left_utc"] is not None and str(p["left_utc"]) > last_alive:
+                    p["left_utc"] = None  # ISO texts of one format: compared as text
         devices = sorted(
             {call.caller_device_id}
             | {str(p["principal_id"]) for p in participants if p["principal_kind"] == "device"}
@@ -406,7 +417,7 @@ class CallRecordingHub:
             "dispute_type": call.dispute_type,
             "launched_utc": utc_iso(call.launched_at),
             "answered_utc": utc_iso(call.answered_at) if call.answered_at else None,
-            "ended_utc": utc_iso(call.ended_at or self.hub.clock.wall_ms()),
+            "ended_utc": last_alive or utc_iso(call.ended_at or self.hub.clock.wall_ms()),
             "participants": participants,
             "devices": devices,
             "consent": _consent_view(consent) if consent is not None else None,
@@ -562,3 +573,15 @@ def clock_state() -> dict[str, Any]:
     except (OSError, AttributeError):
         pass
     return {"source": source, "synchronized": synchronized}
+
+
+def _link_utc(chain: ChainWriter) -> str | None:
+    """The `utc` of the chain's last link (None without links or if it cannot be read)."""
+    last = chain.head.last_key
+    if last is None:
+        return None
+    try:
+        utc = json.loads(chain.path(last).read_bytes()).get("utc")
+    except (OSError, ValueError):
+        return None
+    return utc if isinstance(utc, str) else None
