@@ -195,11 +195,17 @@ class ChainWriter:
             self._resume(resume_from)
         self._open_manifest()
         if self._count or self.torn:
-            logger.info(
-                "chain %s re-opened at link %d%s",
+            logger.info("chain %s re-opened at link %d", self.call_id, self._count)
+        for path in self.torn:
+            # Never part of the chain (its write was cut short), and deleted with the work
+            # folder once the recording is closed: the log keeps what it was.
+            size, digest = file_digest(path)
+            logger.warning(
+                "chain %s: torn file moved aside: %s, %d bytes, sha256 %s",
                 self.call_id,
-                self._count,
-                f", moved aside {[p.name for p in self.torn]}" if self.torn else "",
+                path.name,
+                size,
+                digest,
             )
 
     def _tail_links(self, jsons: dict[int, Path], sigs: dict[int, Path]) -> dict[int, bytes]:

@@ -455,7 +455,9 @@ def test_a_reopened_writer_continues_the_chain(tmp_path: Path, keyring: KeyRing)
 
 
 @pytest.mark.parametrize("tail", ["json without sig", "unparsable json", "short sig", "sig only"])
-def test_a_torn_tail_is_moved_aside_on_reopen(tmp_path: Path, keyring: KeyRing, tail: str) -> None:
+def test_a_torn_tail_is_moved_aside_on_reopen(
+    tmp_path: Path, keyring: KeyRing, tail: str, caplog: pytest.LogCaptureFixture
+) -> None:
     spool = tmp_path / "spool"
     writer = ChainWriter(spool, CALL_ID, PREFIX, keyring)
     writer.append_event({"type": "recording_started"})
@@ -479,6 +481,9 @@ def test_a_torn_tail_is_moved_aside_on_reopen(tmp_path: Path, keyring: KeyRing, 
     assert reopened.head == head
     assert reopened.torn and all(p.name.startswith("000003.") for p in reopened.torn)
     assert all(p.name.endswith(".torn") for p in reopened.torn)
+    for path in reopened.torn:  # the work folder goes once the recording closes: logged
+        size, digest = file_digest(path)
+        assert f"{path.name}, {size} bytes, sha256 {digest}" in caplog.text
     assert sorted(p.name for p in chain_dir.iterdir() if not p.name.endswith(".torn")) == [
         "000001.json",
         "000001.sig",
