@@ -235,6 +235,14 @@ class ParticipantRecorder:
         """The call stops: whatever is queued, then the open segment and pending gaps."""
         self.drain(out)
         out.key_frames.pop(self.participant_id, None)
+        now_ms = int(time.time() * 1000)
+        for kind in KINDS:
+            # Packets the full tap refused show as a sequence gap once later packets come;
+            # at the end none may come: recorded all the same.
+            lost = self.overflow_unexplained[kind]
+            if lost > 0:
+                self.overflow_unexplained[kind] = 0
+                out.gaps.append(self._gap(kind, None, None, lost, now_ms, "tap_overflow"))
         for path in self.segmenter.close():
             out.committed.append(self._commit_segment(self.segmenter.info[path]))
         if self.pending_gaps:

@@ -5,6 +5,7 @@ fills up calls for a round before it can overflow."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from media.router import PacketTap, tapped_packet
@@ -201,3 +202,28 @@ async def test_a_tap_opened_again_after_its_participant_left_restarts_the_media_
     last_arrival = frames[-1].arrival_ms + 10_000 - CALL_START_MS
     assert participant.segmenter._writer is not None
     assert abs(participant.segmenter._writer.last_pts_ms - last_arrival) < 100
+
+
+async def test_packets_a_full_tap_refused_at_the_end_of_a_call_are_a_gap(tmp_path):
+    """No later packet shows the refused ones as a sequence gap: the end records them."""
+    worker = ManualWorker()
+    recorder = make_recorder(tmp_path, worker, tap_packets=16)
+    recorder.attach("p1", Media(), ["video"])  # type: ignore[arg-type]
+    participant = recorder.participants["p1"]
+    tap = participant.taps["video"]
+    offer_frames(tap, 0, 29)  # 2 s of video: more than 16 packets
+    refused = tap.overflow
+    assert refused > 0
+    out = _Batch()
+    await asyncio.to_thread(participant.finish, out)
+    (gap,) = out.gaps
+    assert (gap["track"], gap["reason"], gap["packets"]) == ("video", "tap_overflow", refused)
+    assert participant.pending_gaps == []  # in the chain: with the last segment's link
+    links = [
+        json.loads(recorder.chain.path(o.key).read_bytes())
+        for c in out.committed
+        for o in c.objects
+        if o.kind == "link"
+    ]
+    chained = [g for link in links for g in link.get("gaps", [])]
+    assert [(g["reason"], g["packets"]) for g in chained] == [("tap_overflow", refused)]
