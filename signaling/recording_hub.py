@@ -208,15 +208,15 @@ class CallRecordingHub:
             if recorder is None:
                 return
             p = effect.participant
-            at = self.hub.clock.wall_ms()
-            if effect.new == ParticipantState.DROPPED:
-                self._spawn(recorder.participant_dropped(p.id, at))
-            elif effect.new == ParticipantState.CONNECTED and effect.old == "dropped":
-                self._event(recorder, "participant_rejoined", p.id)
-            elif effect.new == ParticipantState.CONNECTED:
-                self._event(recorder, "participant_joined", p.id, role=p.role)
-            elif effect.new == ParticipantState.LEFT:
-                self._event(recorder, "participant_left", p.id, reason=p.reason)
+            kind = participant_event(effect.old, effect.new, effect.reason)
+            if kind == "participant_dropped":
+                self._spawn(recorder.participant_dropped(p.id, self.hub.clock.wall_ms()))
+            elif kind == "participant_joined":
+                self._event(recorder, kind, p.id, role=p.role)
+            elif kind == "participant_left":
+                self._event(recorder, kind, p.id, reason=effect.reason or p.reason)
+            elif kind is not None:
+                self._event(recorder, kind, p.id)
 
     def on_bookmark(self, call_id: str, bookmark: dict[str, Any]) -> None:
         """An expert's bookmark goes into the chain too, in order with the segments. Its
@@ -585,3 +585,20 @@ def _link_utc(chain: ChainWriter) -> str | None:
     except (OSError, ValueError):
         return None
     return utc if isinstance(utc, str) else None
+
+
+def participant_event(old: str | None, new: str, reason: str | None) -> str | None:
+    """The chain event a participant's change makes; None for changes the recording does
+    not follow (the signaling connection lost and back: media goes on meanwhile)."""
+    if reason == "grace_expired":
+        return "participant_left"  # dropped or reconnecting, and its time to come back ran out
+    if new == ParticipantState.DROPPED:
+        return "participant_dropped"
+    if new == ParticipantState.LEFT:
+        return "participant_left"
+    if new == ParticipantState.CONNECTED:
+        if old == ParticipantState.DROPPED:
+            return "participant_rejoined"
+        if old in (None, ParticipantState.JOINING):
+            return "participant_joined"
+    return None
