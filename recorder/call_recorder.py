@@ -474,14 +474,21 @@ class CallRecorder:
         return committed
 
     async def participant_dropped(self, participant_id: str, at_ms: int) -> None:
-        """A drop is an event link and a gap record in the participant's next segment."""
+        """A drop is an event link and a gap record per recorded track in the participant's
+        next segment. `at_ms`: when its media stopped, as far as the server knows."""
         await self.event({"type": "participant_dropped", "participant": participant_id})
         recorder = self.participants.get(participant_id)
-        if recorder is not None:
-            gap = await asyncio.wrap_future(
-                self.submit(recorder._gap, "video", None, None, 0, at_ms, "participant_dropped")
+        if recorder is None:
+            return
+        gaps = [
+            await asyncio.wrap_future(
+                self.submit(recorder._gap, kind, None, None, 0, at_ms, "participant_dropped")
             )
-            self.on_batch(self, [], [gap])
+            for kind in KINDS
+            if kind in recorder.taps
+        ]
+        if gaps:
+            self.on_batch(self, [], gaps)
 
     async def stop(self) -> None:
         """Close every open segment (all of it linked and spooled) and stop the thread."""

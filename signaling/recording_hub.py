@@ -210,13 +210,25 @@ class CallRecordingHub:
             p = effect.participant
             kind = participant_event(effect.old, effect.new, effect.reason)
             if kind == "participant_dropped":
-                self._spawn(recorder.participant_dropped(p.id, self.hub.clock.wall_ms()))
+                at = self._media_stopped_ms(effect.call.id, p.id)
+                self._spawn(recorder.participant_dropped(p.id, at))
             elif kind == "participant_joined":
                 self._event(recorder, kind, p.id, role=p.role)
             elif kind == "participant_left":
                 self._event(recorder, kind, p.id, reason=effect.reason or p.reason)
             elif kind is not None:
                 self._event(recorder, kind, p.id)
+
+    def _media_stopped_ms(self, call_id: str, participant_id: str) -> int:
+        """When a dropped participant's media last arrived (wall ms): the drop is noticed
+        only after `media_inactivity_s` without media. Now, if nothing ever arrived."""
+        now = self.hub.clock.wall_ms()
+        media = self.hub.media.calls.get(call_id)
+        peer = media.peers.get(participant_id) if media is not None else None
+        last = getattr(peer, "last_media_at", None)
+        if not last:
+            return now
+        return now - max(0, int((time.monotonic() - last) * 1000))
 
     def on_bookmark(self, call_id: str, bookmark: dict[str, Any]) -> None:
         """An expert's bookmark goes into the chain too, in order with the segments. Its
