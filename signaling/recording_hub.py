@@ -580,8 +580,9 @@ def clock_state() -> dict[str, Any]:
 
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         state = libc.adjtimex(ctypes.byref(Timex()))
-        synchronized = state != 5  # TIME_ERROR: the kernel's clock is not synchronised
-        source = "system (kernel NTP discipline)" if synchronized else "system (unsynchronised)"
+        if state >= 0:  # -1: the call failed (a sandbox may refuse it): unknown, as above
+            synchronized = state != 5  # TIME_ERROR: the kernel's clock is not synchronised
+            source = "system (kernel NTP discipline)" if synchronized else "system (unsynchronised)"
     except (OSError, AttributeError):
         pass
     return {"source": source, "synchronized": synchronized}
