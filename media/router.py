@@ -394,6 +394,9 @@ class PacketTap:
         self.wake_at = 0
         self.on_fill: Callable[[], None] | None = None
         self._fill_signalled = False
+        # The closed tap this one replaced, left for the reader to finish first: a tap has
+        # one reader (its `drain` is not safe for two), so the new owner never drains it.
+        self.previous: PacketTap | None = None
 
     def offer(self, packet: TappedPacket) -> None:
         queue = self.queue

@@ -67,6 +67,7 @@ class Tap(Protocol):
     overflow: int
     closed: bool
     queue: deque[Any]  # packets and SourceChanged markers, oldest first
+    previous: Any  # the closed tap this one replaced, to drain first (or None)
     wake_at: int  # queue length that calls on_fill (0: never)
     on_fill: Callable[[], None] | None
 
@@ -162,9 +163,10 @@ class ParticipantRecorder:
             if old is not None:
                 # The old tap closed (the participant's media went away, e.g. a reconnect
                 # that failed): this is another peer connection, with its own SSRC, sequence
-                # numbers and RTP timestamps. What the old tap still holds comes first, then
-                # the marker that restarts frame assembly and the media clock.
-                tap.queue.extend(old.drain())
+                # numbers and RTP timestamps. The recorder thread finishes the old tap first
+                # (it is the taps' only reader), then the marker restarts frame assembly and
+                # the media clock. Set before the tap is published to the thread.
+                tap.previous = old
                 tap.queue.append(SourceChanged(kind))
             self.taps[kind] = tap
 
@@ -174,10 +176,15 @@ class ParticipantRecorder:
         """Take what the taps hold and record it."""
         last_video_pts: int | None = None  # of this round's last video frame
         for kind, tap in list(self.taps.items()):
-            overflow = tap.overflow
-            self.overflow_unexplained[kind] += overflow - self.overflow_seen[kind]
-            self.overflow_seen[kind] = overflow
-            items = tap.drain()
+            items: list[Any] = []
+            previous = tap.previous
+            if previous is not None:  # a closed tap this one replaced: its rest comes first
+                tap.previous = None
+                self._count_overflow(kind, previous)
+                self.overflow_seen[kind] = 0  # the new tap counts from 0
+                items = previous.drain()
+            self._count_overflow(kind, tap)
+            items += tap.drain()
             if items:
                 pts = self._process(kind, items, out)
                 if kind == "video":
@@ -194,6 +201,12 @@ class ParticipantRecorder:
                 out.key_frames[self.participant_id] = 0.0
             elif left_ms <= self.call.settings.batch_s * 1000:
                 out.key_frames[self.participant_id] = left_ms / 1000
+
+    def _count_overflow(self, kind: str, tap: Tap) -> None:
+        """Packets the tap refused since last time: explained later by sequence gaps."""
+        overflow = tap.overflow
+        self.overflow_unexplained[kind] += overflow - self.overflow_seen[kind]
+        self.overflow_seen[kind] = overflow
 
     # --- recorder thread ----------------------------------------------------------------
 
@@ -480,13 +493,15 @@ class CallRecorder:
         recorder = self.participants.get(participant_id)
         if recorder is None:
             return
-        gaps = [
-            await asyncio.wrap_future(
-                self.submit(recorder._gap, kind, None, None, 0, at_ms, "participant_dropped")
+        kinds = [kind for kind in KINDS if kind in recorder.taps]
+        gaps = await asyncio.wrap_future(  # one job: the same segment link takes them all
+            self.submit(
+                lambda: [
+                    recorder._gap(kind, None, None, 0, at_ms, "participant_dropped")
+                    for kind in kinds
+                ]
             )
-            for kind in KINDS
-            if kind in recorder.taps
-        ]
+        )
         if gaps:
             self.on_batch(self, [], gaps)
 

@@ -33,12 +33,15 @@ __all__ = [
 ]
 
 BUNDLE_EXTRAS = ("README.md", "keys/")
-# How far a segment's times may stray outside the call's launch and end. Media times run on
-# the sender's RTP clock from the first frame's arrival, so clock drift and arrival delays
-# put a long call's last frames a little after its recorded end; a clock error (media times
-# once counted from 1900) puts them years away.
-SEGMENT_TIME_SLACK = timedelta(seconds=10)
 """Entries of an export folder that are not objects of the call."""
+
+SEGMENT_TIME_SLACK = timedelta(seconds=10)
+"""How far a segment's times may stray outside the call's launch and end, plus
+SEGMENT_TIME_DRIFT of the call's length. Media times run on the sender's RTP clock from the
+first frame's arrival, so arrival delays and clock drift put a long call's last frames a
+little after its recorded end; a clock error (media times once counted from 1900) puts them
+years away."""
+SEGMENT_TIME_DRIFT = 0.005  # 0.5%: a sender clock 5000 ppm off
 
 
 class Source(Protocol):
@@ -344,6 +347,7 @@ class _Run:
             ended = evidence.parse_utc(str(doc.get("ended_utc")))
         except (ValueError, TypeError):
             return  # reported as a bad manifest field
+        slack = SEGMENT_TIME_SLACK + abs(ended - launched) * SEGMENT_TIME_DRIFT
         for index, obj in sorted(check.links.items()):
             if obj.get("kind") != "segment":
                 continue
@@ -354,7 +358,7 @@ class _Run:
                 continue  # reported by check_chain
             if start > end:
                 reason = "starts after it ends"
-            elif start < launched - SEGMENT_TIME_SLACK or end > ended + SEGMENT_TIME_SLACK:
+            elif start < launched - slack or end > ended + slack:
                 reason = f"lies outside the call ({doc['launched_utc']} to {doc['ended_utc']})"
             else:
                 continue

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from recorder.call_recorder import CallRecorder, Committed, RecorderSettings, RecorderThread
 from recorder.chain_writer import ChainWriter
-from recorder.evidence import call_prefix, parse_replay_key, parse_segment_key, utc_iso
+from recorder.evidence import (
+    call_prefix,
+    link_key,
+    parse_replay_key,
+    parse_segment_key,
+    utc_iso,
+)
 from recorder.finalize import finalize, recommit_closed
 from recorder.keyring import KeyRing
 from recorder.spool import Spool
@@ -220,8 +226,9 @@ class CallRecordingHub:
                 self._event(recorder, kind, p.id)
 
     def _media_stopped_ms(self, call_id: str, participant_id: str) -> int:
-        """When a dropped participant's media last arrived (wall ms): the drop is noticed
-        only after `media_inactivity_s` without media. Now, if nothing ever arrived."""
+        """When a dropped participant's peer last showed life (wall ms): its last RTP or
+        RTCP packet, or its connection's set-up if nothing came since. The drop is noticed
+        only `media_inactivity_s` later. Now, without a peer."""
         now = self.hub.clock.wall_ms()
         media = self.hub.media.calls.get(call_id)
         peer = media.peers.get(participant_id) if media is not None else None
@@ -341,7 +348,7 @@ class CallRecordingHub:
             chain = ChainWriter(workdir / "objects", call_id, rec.prefix, self.keyring)
         # A recording cut short (the server stopped mid-call) is last known to have run at
         # its last link: the call's end recorded at the restart may be hours later.
-        last_alive = _link_utc(chain) if status == "interrupted" else None
+        last_alive = _link_utc(chain, rec.prefix) if status == "interrupted" else None
         if chain.closed:  # finalized before a crash: the index and the spool catch up
             committed, manifest = await asyncio.to_thread(
                 recommit_closed, workdir, rec.prefix, self.spool
@@ -588,16 +595,21 @@ def clock_state() -> dict[str, Any]:
     return {"source": source, "synchronized": synchronized}
 
 
-def _link_utc(chain: ChainWriter) -> str | None:
-    """The `utc` of the chain's last link (None without links or if it cannot be read)."""
-    last = chain.head.last_key
-    if last is None:
-        return None
-    try:
-        utc = json.loads(chain.path(last).read_bytes()).get("utc")
-    except (OSError, ValueError):
-        return None
-    return utc if isinstance(utc, str) else None
+def _link_utc(chain: ChainWriter, prefix: str) -> str | None:
+    """The `utc` of the chain's last link but a closing `recording_stopped` (a recovery cut
+    short by another crash wrote that one at the restart); None without such a link or if
+    it cannot be read."""
+    for index in range(chain.head.links, 0, -1):
+        try:
+            link = json.loads(chain.path(link_key(prefix, index)).read_bytes())
+        except (OSError, ValueError):
+            return None
+        event = link.get("event")
+        if isinstance(event, dict) and event.get("type") == "recording_stopped":
+            continue
+        utc = link.get("utc")
+        return utc if isinstance(utc, str) else None
+    return None
 
 
 def participant_event(old: str | None, new: str, reason: str | None) -> str | None:
