@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -155,6 +156,40 @@ def finalize(
     committed += commit_chain_files(workdir, spool, keys)
     log.info("recording closed: %s, %d links, head %s (%s)", status, count, head[:12], last_key)
     return committed, manifest
+
+
+def recorded_files(workdir: Path, prefix: str) -> list[tuple[str, Path]]:
+    """(key, local file) of everything a stopped recording's chain made durable in its work
+    dir: the links and signatures (a torn tail is already set aside by the reopened
+    ChainWriter), and the segments they name, in chain order."""
+    root = workdir / "objects"
+    chain_dir = root / prefix / "chain"
+    files = [
+        (str(path.relative_to(root)), path)
+        for path in sorted(chain_dir.glob("*"))
+        if path.suffix in (".json", ".sig") and not path.name.startswith(".")
+    ]
+    for participant, keys in read_chain(chain_dir).segments.items():
+        segments = workdir / "segments" / participant
+        files += [(key, segments / key.rsplit("/", 1)[1]) for key in keys]
+    return files
+
+
+def respool(spool: SpoolLike, files: list[tuple[str, Path]]) -> list[tuple[str, int, str]]:
+    """Commit work-dir files to the spool (key, size, sha256 of each): after a stop between
+    a link's durable write and its spool commit, the only copy was in the work dir."""
+    out = []
+    for key, path in files:
+        size, digest = file_digest(path)
+        if key.endswith((".json", ".sig")):
+            spool.commit_bytes(key, path.read_bytes())
+        else:  # a segment: a hard link for the spool to take, the replay needs the original
+            staged = path.with_name(f".{path.name}.spool.tmp")
+            staged.unlink(missing_ok=True)
+            os.link(path, staged)
+            spool.commit_file(key, staged)
+        out.append((key, size, digest))
+    return out
 
 
 def recommit_closed(

@@ -19,6 +19,7 @@ import shutil
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recorder.call_recorder import CallRecorder, Committed, RecorderSettings, RecorderThread
@@ -30,7 +31,7 @@ from recorder.evidence import (
     parse_segment_key,
     utc_iso,
 )
-from recorder.finalize import finalize, recommit_closed
+from recorder.finalize import finalize, recommit_closed, recorded_files, respool
 from recorder.keyring import KeyRing
 from recorder.spool import Spool
 from recorder.uploader import Uploader
@@ -349,6 +350,8 @@ class CallRecordingHub:
         # A recording cut short (the server stopped mid-call) is last known to have run at
         # its last link: the call's end recorded at the restart may be hours later.
         last_alive = _link_utc(chain, rec.prefix) if status == "interrupted" else None
+        if recovered and not chain.closed:
+            await self._respool_unsent(call_id, workdir, rec.prefix)
         if chain.closed:  # finalized before a crash: the index and the spool catch up
             committed, manifest = await asyncio.to_thread(
                 recommit_closed, workdir, rec.prefix, self.spool
@@ -399,6 +402,33 @@ class CallRecordingHub:
             self.uploader.flush()  # the call's last files: no gathering
         with log_context(call_id=call_id):
             log.info("recording %s: %d links, head %s", status, count, head[:16])
+
+    async def _respool_unsent(self, call_id: str, workdir: Path, prefix: str) -> None:
+        """A kill between a link's (or its segment's) durable write and its spool commit
+        left the only copy in the work dir: spool what is neither pending nor uploaded."""
+        store = self.hub.store
+        files = await asyncio.to_thread(recorded_files, workdir, prefix)
+        unsent = []
+        for key, path in files:
+            obj = store.get_recording_object(key)
+            if not self.spool.is_pending(key) and (obj is None or obj.uploaded_at is None):
+                unsent.append((key, path))
+        if not unsent:
+            return
+        with log_context(call_id=call_id):
+            log.warning(
+                "recording: %d files had not reached the spool when the server stopped;"
+                " spooled now: %s",
+                len(unsent),
+                ", ".join(
+                    key.rsplit("/", 2)[-2] + "/" + key.rsplit("/", 1)[1] for key, _ in unsent
+                ),
+            )
+        committed = await asyncio.to_thread(respool, self.spool, unsent)
+        with store.transaction():
+            for key, size, digest in committed:
+                segment = parse_segment_key(prefix, key)
+                self._index(call_id, key, segment[0] if segment else None, size, digest)
 
     def _manifest_fields(self, call_id: str, last_alive: str | None = None) -> dict[str, Any]:
         """The manifest's fields from the database. With `last_alive` (an interrupted
