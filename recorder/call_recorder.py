@@ -223,7 +223,15 @@ class ParticipantRecorder:
                 clock = self.clocks[kind] = RtpClock(self.codecs[kind], self.call.call_start_ms)
                 continue
             logged = assembler.gaps
+            skips = len(assembler.skip_log)
             frames = assembler.feed_fields(*item)
+            if len(assembler.skip_log) != skips:  # a key frame ended a run of skipped packets
+                for seq_from, seq_to, packets in assembler.skip_log[skips:]:
+                    out.gaps.append(
+                        self._gap(
+                            kind, seq_from, seq_to, packets, item[ARRIVAL_MS], "awaiting_key_frame"
+                        )
+                    )
             if assembler.gaps != logged:
                 for seq_from, seq_to, packets in assembler.gap_log[logged:]:
                     reason = "packet_loss"

@@ -72,7 +72,9 @@ EVENT_TYPES = frozenset(
         "bookmark",  # an expert's time-stamped note (for training), stamped by the server
     }
 )
-GAP_REASONS = frozenset({"tap_overflow", "packet_loss", "participant_dropped"})
+GAP_REASONS = frozenset(
+    {"tap_overflow", "packet_loss", "participant_dropped", "awaiting_key_frame"}
+)
 GAP_TRACKS = frozenset({"video", "audio"})
 MANIFEST_STATUSES = frozenset({"complete", "interrupted"})
 OFFSET_SOURCES = frozenset({"rtcp_sr", "arrival"})

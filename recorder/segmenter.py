@@ -141,6 +141,10 @@ class FrameAssembler:
         self.skipped_packets = 0  # packets skipped while waiting for a key frame
         # Each sequence gap as (first missing, last missing, count): evidence of loss.
         self.gap_log: list[tuple[int, int, int]] = []
+        # Each run of packets received but skipped while waiting for a key frame (after a
+        # loss, or before the first one) as (first, last, count): the media is missing too.
+        self.skip_log: list[tuple[int, int, int]] = []
+        self._skipping: list[int] | None = None  # [first, last, count] of the run under way
         self._parts: list[bytes] = []
         self._timestamp: int | None = None
         self._keyframe = False
@@ -216,9 +220,10 @@ class FrameAssembler:
 
         if self.waiting_for_keyframe:
             if not (keyframe or keyframe_start(self.codec, payload)):
-                self.skipped_packets += 1
+                self._skip(sequence)
                 return out
             self.waiting_for_keyframe = False
+            self._end_skip()
 
         try:
             data, starts = self._depayload(payload)
@@ -230,8 +235,9 @@ class FrameAssembler:
         if not self._parts:
             if not starts:
                 # A frame's middle with no beginning (after an earlier drop).
-                self.skipped_packets += 1
+                self._skip(sequence)
                 return out
+            self._end_skip()
             self._timestamp = rtp_timestamp
             self._arrival_ms = arrival_ms
             # VP8's key-frame bit is read from the whole frame in _finish.
@@ -242,6 +248,21 @@ class FrameAssembler:
         if marker:
             out.extend(self._finish())
         return out
+
+    def _skip(self, sequence: int) -> None:
+        self.skipped_packets += 1
+        run = self._skipping
+        if run is None:
+            self._skipping = [sequence, sequence, 1]
+        else:
+            run[1] = sequence
+            run[2] += 1
+
+    def _end_skip(self) -> None:
+        run = self._skipping
+        if run is not None:
+            self._skipping = None
+            self.skip_log.append((run[0], run[1], run[2]))
 
     def feed_all(self, packets: Iterable[PacketLike]) -> list[Frame]:
         out: list[Frame] = []

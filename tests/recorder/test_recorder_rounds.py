@@ -227,3 +227,26 @@ async def test_packets_a_full_tap_refused_at_the_end_of_a_call_are_a_gap(tmp_pat
     ]
     chained = [g for link in links for g in link.get("gaps", [])]
     assert [(g["reason"], g["packets"]) for g in chained] == [("tap_overflow", refused)]
+
+
+async def test_video_skipped_until_a_key_frame_is_a_gap(tmp_path):
+    """Video received before a participant's first key frame cannot be recorded: the packets
+    skipped are a gap record (awaiting_key_frame), with their sequence range."""
+    worker = ManualWorker()
+    recorder = make_recorder(tmp_path, worker)
+    recorder.attach("p1", Media(), ["video"])  # type: ignore[arg-type]
+    participant = recorder.participants["p1"]
+    packets = [p for p in video_packets("vp8") if 1000 + 1000 // FPS <= p.arrival_ms]
+    first_key = next(i for i, p in enumerate(packets) if p.keyframe)
+    assert first_key > 0  # the clip's next key frame comes later
+    for p in packets[: first_key + 1]:
+        participant.taps["video"].offer(
+            tapped_packet(p.payload, p.rtp_timestamp, p.sequence, p.marker, p.keyframe, 2000)
+        )
+    out = _Batch()
+    await asyncio.to_thread(participant.drain, out)
+    skipped = packets[:first_key]
+    assert [(g["reason"], g["seq_from"], g["seq_to"], g["packets"]) for g in out.gaps] == [
+        ("awaiting_key_frame", skipped[0].sequence, skipped[-1].sequence, len(skipped))
+    ]
+    assert participant.frames["video"] == 1  # the key frame, recorded

@@ -175,6 +175,13 @@ def test_sequence_gap_skips_to_next_key_frame():
     frames = assembler.feed_all(packets)
     assert assembler.gaps == 1 and assembler.lost_packets == 1
     assert assembler.gap_log == [(missing, missing, 1)]  # the evidence of the loss
+    # ... and of the packets received but skipped until that key frame: the rest of frame 3
+    # and frames 4..7, as one run.
+    resume = next(
+        i for i, p in enumerate(packets) if p.rtp_timestamp == packets[0].rtp_timestamp + 8 * 6000
+    )
+    skipped = packets[index:resume]
+    assert assembler.skip_log == [(skipped[0].sequence, skipped[-1].sequence, len(skipped))]
     assert len(frames) == 30 - 5
     assert (
         frames[3].keyframe

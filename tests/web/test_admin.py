@@ -342,7 +342,12 @@ DYNAMIC_KEYS = {
     "admin.kind.": ["kiosk", "station"],
     "admin.role.": ["admin", "evidence_officer", "trainer", "expert", "station_officer"],
     "admin.warnings.track.": ["audio", "video"],
-    "admin.warnings.gap_reason.": ["tap_overflow", "packet_loss", "participant_dropped"],
+    "admin.warnings.gap_reason.": [
+        "tap_overflow",
+        "packet_loss",
+        "participant_dropped",
+        "awaiting_key_frame",
+    ],
 }
 
 

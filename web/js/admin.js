@@ -761,7 +761,7 @@ async function loadWarnings() {
 
 const MIB = 1024 * 1024;
 const GAP_TRACKS = new Set(["audio", "video"]);
-const GAP_REASONS = new Set(["tap_overflow", "packet_loss", "participant_dropped"]);
+const GAP_REASONS = new Set(["tap_overflow", "packet_loss", "participant_dropped", "awaiting_key_frame"]);
 
 function number(value, digits = 0) {
   return Number(value ?? 0).toLocaleString(i18n.current(), { maximumFractionDigits: digits });
