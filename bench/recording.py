@@ -417,15 +417,13 @@ async def cpu_run(mode: str, rep: int, args: argparse.Namespace, tmp: Path) -> R
         mach0 = machine_cpu()
         spy = await start_py_spy(args, server.pid, f"{mode}-rep{rep + 1}")
         tasks0 = thread_cpu(server.pid)
-        switches0 = ctx_switches(server.pid, server.pid)
-        all_switches0 = {tid: ctx_switches(server.pid, tid) for tid in tasks0}
+        switches0 = {tid: ctx_switches(server.pid, tid) for tid in tasks0}
         cpu0 = proc_cpu_s(server.pid)
         t0 = time.monotonic()
         await asyncio.sleep(args.duration)
         cpu1 = proc_cpu_s(server.pid) if server.running else math.nan
         tasks1 = thread_cpu(server.pid)
-        switches1 = ctx_switches(server.pid, server.pid)
-        all_switches1 = {tid: ctx_switches(server.pid, tid) for tid in tasks1}
+        switches1 = {tid: ctx_switches(server.pid, tid) for tid in tasks1}
         t1 = time.monotonic()
         mach1 = machine_cpu()
         if spy is not None:
@@ -447,14 +445,15 @@ async def cpu_run(mode: str, rep: int, args: argparse.Namespace, tmp: Path) -> R
         run.fig["main_cpu_per_feed_s"] = main_cpu / (2 * ok * (t1 - t0))
         run.fig["other_cpu_per_feed_s"] = (cpu1 - cpu0 - main_cpu) / (2 * ok * (t1 - t0))
         out(threads_line(server.pid, tasks0, tasks1, names, cpu1 - cpu0))
-        vol, invol = (b - a for a, b in zip(switches0, switches1, strict=True))
+        main0, main1 = (s.get(server.pid, (0, 0)) for s in (switches0, switches1))
+        vol, invol = (b - a for a, b in zip(main0, main1, strict=True))
         run.fig["loop_switches_s"] = (vol + invol) / (t1 - t0)
         out(
             f"            event loop thread: {vol / (t1 - t0):.0f} voluntary and"
             f" {invol / (t1 - t0):.0f} involuntary context switches per second"
         )
-        for tid, (v1, i1) in all_switches1.items():
-            v0, i0 = all_switches0.get(tid, (0, 0))
+        for tid, (v1, i1) in switches1.items():
+            v0, i0 = switches0.get(tid, (0, 0))
             if tid != server.pid and (v1 - v0 + i1 - i0) / (t1 - t0) >= 5:
                 out(
                     f"            thread {names.get(tid, tid)}: {(v1 - v0) / (t1 - t0):.0f}"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import shutil
 import threading
 import time
@@ -37,6 +36,7 @@ from typing import Any, Protocol, TypeVar
 from media.router import ARRIVAL_MS, SourceChanged
 from recorder.chain_writer import Appended, ChainWriter, file_digest
 from recorder.evidence import segment_key, utc_iso
+from recorder.files import stage_for_spool
 from recorder.segmenter import EXTENSIONS, FrameAssembler, RtpClock, Segmenter, SegmentInfo
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ class ParticipantRecorder:
         )
         # The link is durable first; then the segment joins the spool (a hard link: the
         # recorder keeps its copy to build the replay file after the call).
-        staged = _stage(info.path)
+        staged = stage_for_spool(info.path)
         self.call.spool.commit_file(key, staged, sha256=digest, synced=True)
         return committed
 
@@ -620,20 +620,10 @@ class CallRecorder:
             digest = hashlib.sha256(data).hexdigest()
             kind = "signature" if key.endswith(".sig") else "link"
             objects.append(StoredObject(key, kind, None, len(data), digest))
-            staged.append((key, _stage(path), digest))
+            staged.append((key, stage_for_spool(path), digest))
         # The chain writer made the files durable: the spool takes hard links of them.
         self.spool.commit_files(staged, synced=True)
         return Committed(index, link_hash, tuple(objects))
-
-
-def _stage(path: Path) -> Path:
-    """A hard link to a durable file, for the spool to move into place; the original stays
-    (the recorder builds the replay files, and the chain writer reopens its chain, from
-    them). Hidden and `.tmp`: a crash before the spool takes it leaves nothing adopted."""
-    staged = path.with_name(f".{path.name}.spool.tmp")
-    staged.unlink(missing_ok=True)
-    os.link(path, staged)
-    return staged
 
 
 def remove_workdir(workdir: Path) -> None:

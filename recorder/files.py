@@ -52,3 +52,13 @@ def file_digest(path: Path) -> tuple[int, str]:
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
+
+
+def stage_for_spool(path: Path) -> Path:
+    """A hard link to a durable file, for the spool to move into place; the original stays
+    (the recorder builds the replay files, and the chain writer reopens its chain, from
+    them). Hidden and `.tmp`: a crash before the spool takes it leaves nothing adopted."""
+    staged = path.with_name(f".{path.name}.spool.tmp")
+    staged.unlink(missing_ok=True)
+    os.link(path, staged)
+    return staged

@@ -10,22 +10,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from recorder.chain_writer import ChainWriter, file_digest
+from recorder.files import stage_for_spool
 from recorder.replay import remux_segments
 from recorder.segmenter import RecorderError
 
 log = logging.getLogger(__name__)
 
 REPLAY_EXTENSIONS = {"vp8": "webm", "h264": "mp4", None: "webm"}
+CHAIN_SUFFIXES = (".json", ".sig")  # links, their signatures and the manifest
 
 
 class SpoolLike(Protocol):
-    def commit_file(self, key: str, src_path: Path) -> Any: ...
+    def commit_file(
+        self, key: str, src_path: Path, *, sha256: str | None = ..., synced: bool = ...
+    ) -> Any: ...
     def commit_bytes(self, key: str, data: bytes) -> Any: ...
 
 
@@ -167,7 +170,7 @@ def recorded_files(workdir: Path, prefix: str) -> list[tuple[str, Path]]:
     files = [
         (str(path.relative_to(root)), path)
         for path in sorted(chain_dir.glob("*"))
-        if path.suffix in (".json", ".sig") and not path.name.startswith(".")
+        if path.suffix in CHAIN_SUFFIXES and not path.name.startswith(".")
     ]
     for participant, keys in read_chain(chain_dir).segments.items():
         segments = workdir / "segments" / participant
@@ -175,20 +178,18 @@ def recorded_files(workdir: Path, prefix: str) -> list[tuple[str, Path]]:
     return files
 
 
-def respool(spool: SpoolLike, files: list[tuple[str, Path]]) -> list[tuple[str, int, str]]:
+def respool(
+    workdir: Path, spool: SpoolLike, files: list[tuple[str, Path]]
+) -> list[tuple[str, int, str]]:
     """Commit work-dir files to the spool (key, size, sha256 of each): after a stop between
     a link's durable write and its spool commit, the only copy was in the work dir."""
-    out = []
+    chain = [key for key, _ in files if key.endswith(CHAIN_SUFFIXES)]
+    out = commit_chain_files(workdir, spool, chain)
     for key, path in files:
-        size, digest = file_digest(path)
-        if key.endswith((".json", ".sig")):
-            spool.commit_bytes(key, path.read_bytes())
-        else:  # a segment: a hard link for the spool to take, the replay needs the original
-            staged = path.with_name(f".{path.name}.spool.tmp")
-            staged.unlink(missing_ok=True)
-            os.link(path, staged)
-            spool.commit_file(key, staged)
-        out.append((key, size, digest))
+        if not key.endswith(CHAIN_SUFFIXES):  # a segment, fsynced when it closed
+            size, digest = file_digest(path)
+            spool.commit_file(key, stage_for_spool(path), sha256=digest, synced=True)
+            out.append((key, size, digest))
     return out
 
 
@@ -201,7 +202,7 @@ def recommit_closed(
     keys = sorted(
         str(path.relative_to(root))
         for path in (root / prefix).rglob("*")
-        if path.is_file() and path.suffix in (".json", ".sig") and not path.name.startswith(".")
+        if path.is_file() and path.suffix in CHAIN_SUFFIXES and not path.name.startswith(".")
     )
     committed = commit_chain_files(workdir, spool, keys)
     manifest = json.loads((root / prefix / "manifest.json").read_bytes())

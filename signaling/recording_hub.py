@@ -233,10 +233,9 @@ class CallRecordingHub:
         now = self.hub.clock.wall_ms()
         media = self.hub.media.calls.get(call_id)
         peer = media.peers.get(participant_id) if media is not None else None
-        last = getattr(peer, "last_media_at", None)
-        if not last:
+        if peer is None:
             return now
-        return now - max(0, int((time.monotonic() - last) * 1000))
+        return now - max(0, int((time.monotonic() - peer.last_media_at) * 1000))
 
     def on_bookmark(self, call_id: str, bookmark: dict[str, Any]) -> None:
         """An expert's bookmark goes into the chain too, in order with the segments. Its
@@ -424,7 +423,7 @@ class CallRecordingHub:
                     key.rsplit("/", 2)[-2] + "/" + key.rsplit("/", 1)[1] for key, _ in unsent
                 ),
             )
-        committed = await asyncio.to_thread(respool, self.spool, unsent)
+        committed = await asyncio.to_thread(respool, workdir, self.spool, unsent)
         with store.transaction():
             for key, size, digest in committed:
                 segment = parse_segment_key(prefix, key)
