@@ -149,6 +149,10 @@ class Settings:
     enrolment_code_ttl_s: float = 600.0
     # Failed enrolment attempts one client IP may make per minute; more answer 429.
     enrolment_failures_per_min: int = 10
+    # Failed logins one client IP may make per minute; more answer 429 for a while.
+    login_failures_per_min: int = 10
+    # Failed logins to one username (from anywhere) per 15 minutes; more answer 429.
+    login_failures_per_account: int = 20
     # Create demo accounts on first start (turn off in production).
     demo_accounts: bool = True
     # Video codec of every call: "vp8" or "h264" (fixed when the call becomes active).
@@ -504,6 +508,8 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "principal_recheck_s": (_POSITIVE, _positive),
     "enrolment_code_ttl_s": (_POSITIVE, _positive),
     "enrolment_failures_per_min": ("must be an integer >= 1", _at_least(1)),
+    "login_failures_per_min": ("must be an integer >= 1", _at_least(1)),
+    "login_failures_per_account": ("must be an integer >= 1", _at_least(1)),
     "demo_accounts": (_BOOL, lambda v: isinstance(v, bool)),
     "video_codec": ("must be 'vp8' or 'h264'", lambda v: v in ("vp8", "h264")),
     "max_video_kbps": ("must be an integer >= 100", _at_least(100)),

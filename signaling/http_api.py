@@ -45,7 +45,15 @@ from signaling.http_auth import (
     own_origin,
     secure_cookies,
 )
-from signaling.keys import ENROLMENT_THROTTLE, HUB, METRICS, SETTINGS, STORE
+from signaling.keys import (
+    ENROLMENT_THROTTLE,
+    HUB,
+    LOGIN_THROTTLE_BY_ACCOUNT,
+    LOGIN_THROTTLE_BY_IP,
+    METRICS,
+    SETTINGS,
+    STORE,
+)
 from signaling.metrics import CONTENT_TYPE
 from signaling.permissions import (
     ACCOUNT_ROLES,
@@ -140,14 +148,46 @@ def _record(obj: Any) -> dict[str, Any]:
 # --- people: login, logout, password ---------------------------------------------------
 
 
+def _retry_later(err: RateLimited, wait_s: float) -> web.Response:
+    """A 429 with the whole seconds to wait in `Retry-After`."""
+    response = error_response(err)
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+    return response
+
+
+LOGIN_ACCOUNT_WINDOW_S = 900.0  # the per-username throttle's sliding window
+
+
 async def login(request: web.Request) -> web.Response:
+    """A person logs in; failures are audited and throttled per client IP and per username
+    (a refused attempt never reaches the password check)."""
     store, settings = request.app[STORE], request.app[SETTINGS]
+    by_ip = request.app[LOGIN_THROTTLE_BY_IP]
+    by_account = request.app[LOGIN_THROTTLE_BY_ACCOUNT]
     body = await _json_body(request)
     username = _field(body, "username")
     password = _field(body, "password")
+    ip = client_ip(request, settings)
+    who = username.strip().lower()[:200]  # the throttle's key for the username
+    now = time.monotonic()
+    wait_s = max(by_ip.retry_after_s(ip, now), by_account.retry_after_s(who, now))
+    if wait_s > 0:
+        log.warning("login refused: too many failures from %s or for one username", ip)
+        return _retry_later(RateLimited("too many failed logins; try again later"), wait_s)
     account = store.check_password(username, password)
     if account is None:
-        log.info("login refused for a username")
+        by_ip.record_failure(ip, now)
+        by_account.record_failure(who, now)
+        known = store.find_account_by_username(username)
+        # The typed name is kept only when it names an account: a password typed into
+        # the username field never reaches the audit log.
+        store.append_audit(
+            "anonymous",
+            "account.login_failed",
+            known.id if known is not None else None,
+            {"client_ip": ip, "known_account": known is not None},
+        )
+        log.info("login refused for a username from %s", ip)
         raise AuthFailed("wrong username or password, or the account is disabled")
     token = store.create_session(account.id, settings.session_ttl_s)
     store.append_audit(account.id, "account.login", account.id)
@@ -595,11 +635,9 @@ async def enrol(request: web.Request) -> web.Response:
     wait_s = throttle.retry_after_s(ip, now)
     if wait_s > 0:
         log.warning("enrolment attempt refused: too many failures from %s", ip)
-        response = error_response(
-            RateLimited("too many failed enrolment attempts; try again later")
+        return _retry_later(
+            RateLimited("too many failed enrolment attempts; try again later"), wait_s
         )
-        response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
-        return response
     body = await _json_body(request)
     typed = _field(body, "code")
     kind = body.get("kind")  # the kind of device enrolling; the code must be made for it
@@ -711,7 +749,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[ENROLMENT_THROTTLE] = FailureThrottle(app[SETTINGS].enrolment_failures_per_min)
+    settings = app[SETTINGS]
+    app[ENROLMENT_THROTTLE] = FailureThrottle(settings.enrolment_failures_per_min)
+    app[LOGIN_THROTTLE_BY_IP] = FailureThrottle(settings.login_failures_per_min)
+    app[LOGIN_THROTTLE_BY_ACCOUNT] = FailureThrottle(
+        settings.login_failures_per_account, window_s=LOGIN_ACCOUNT_WINDOW_S
+    )
     r = app.router
     r.add_post("/api/login", login)
     r.add_post("/api/logout", logout)

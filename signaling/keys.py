@@ -16,3 +16,6 @@ HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
 # Failed `POST /api/enrol` attempts per client IP (set up with the routes).
 ENROLMENT_THROTTLE = web.AppKey("enrolment_throttle", FailureThrottle)
+# Failed `POST /api/login` attempts per client IP, and per username (set up with the routes).
+LOGIN_THROTTLE_BY_IP = web.AppKey("login_throttle_by_ip", FailureThrottle)
+LOGIN_THROTTLE_BY_ACCOUNT = web.AppKey("login_throttle_by_account", FailureThrottle)

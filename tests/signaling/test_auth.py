@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 import websockets
 
@@ -308,3 +309,59 @@ async def test_a_replaced_device_connection_leaves_the_connection_gauge_right(se
     status, text = await service.http("GET", "/metrics")
     assert "mediation_connections 1.0" in text
     await second.close()
+
+
+async def log_in(service, username: str, password: str = PASSWORD, ip: str | None = None):
+    headers = {"X-Forwarded-For": ip} if ip else {}
+    return await service.http(
+        "POST", "/api/login", json={"username": username, "password": password}, headers=headers
+    )
+
+
+async def test_a_password_guesser_is_throttled_per_ip_and_every_failure_is_audited(make_service):
+    service = await make_service(login_failures_per_min=3)
+    olga = service.add_person("olga", "station_officer")
+    for username in ("olga", "Olga", "nobody"):
+        status, body = await log_in(service, username, "wrong password")
+        assert status == 401 and body["error"]["code"] == "auth_failed"
+    # Over the limit even the right password is refused, with the wait to show the user.
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            service.base_url + "/api/login", json={"username": "olga", "password": PASSWORD}
+        ) as resp:
+            assert resp.status == 429
+            assert (await resp.json())["error"]["code"] == "rate_limited"
+            assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    failed = [e for e in service.store.list_audit() if e.action == "account.login_failed"]
+    assert [(e.target, e.details["known_account"]) for e in failed] == [
+        (olga, True),
+        (olga, True),
+        (None, False),  # the typed name is not kept: it may be a password
+    ]
+    assert all(e.details["client_ip"] == "127.0.0.1" for e in failed)
+    assert "nobody" not in str([e.details for e in failed])
+    assert not [e for e in service.store.list_audit() if e.action == "account.login"]
+
+
+async def test_guesses_at_one_account_from_many_ips_lock_that_username_only(make_service):
+    service = await make_service(
+        login_failures_per_account=3, login_failures_per_min=100, trusted_proxies=("127.0.0.1",)
+    )
+    service.add_person("olga", "station_officer")
+    service.add_person("ivan", "station_officer")
+    for n in range(3):
+        assert (await log_in(service, "olga", "guess", ip=f"203.0.113.{n}"))[0] == 401
+    status, body = await log_in(service, "OLGA ", ip="198.51.100.7")
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+    status, body = await log_in(service, "ivan", ip="198.51.100.7")
+    assert status == 200, body
+
+
+async def test_successful_logins_do_not_count_towards_the_throttle(make_service):
+    service = await make_service(login_failures_per_min=2)
+    service.add_person("olga", "station_officer")
+    assert (await log_in(service, "olga", "typo"))[0] == 401
+    for _ in range(5):
+        assert (await log_in(service, "olga"))[0] == 200
+    assert (await log_in(service, "olga", "typo"))[0] == 401
+    assert (await log_in(service, "olga"))[0] == 429

@@ -8,7 +8,7 @@
 // URL options: ?refresh_s=N (live calls refresh, default 5), ?lang=en.
 
 import * as i18n from "./i18n.js";
-import { api } from "./client.js";
+import { api, loginRefusalKey } from "./client.js";
 
 const params = new URLSearchParams(location.search);
 const REFRESH_MS = Number(params.get("refresh_s") || 5) * 1000;
@@ -169,7 +169,7 @@ async function login(event) {
     $("password").value = "";
     await signedIn(account);
   } catch (err) {
-    showError("login-error", err.key || "admin.login.failed");
+    showError("login-error", loginRefusalKey(err, "admin"));
   }
 }
 

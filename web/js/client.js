@@ -591,6 +591,16 @@ export async function api(method, path, { token, body } = {}) {
   return data;
 }
 
+/** The catalogue key for a failed `POST /api/login` on `page` (expert, station, admin): a
+ * wrong password, too many failures (wait), or the service not reachable (nothing said of
+ * the password then). Errors the page raised itself carry their own `key`. */
+export function loginRefusalKey(err, page) {
+  if (err.key) return err.key;
+  if (err.code === "auth_failed") return `${page}.login.failed`;
+  if (err.code === "rate_limited") return "common.login_throttled";
+  return "common.login_unavailable";
+}
+
 /** The catalogue key for a refused `POST /api/enrol`, as a kiosk or station page shows it. */
 export function enrolRefusalKey(err, kind) {
   if (err.code === "wrong_device_kind") return `${kind}.enrol.wrong_kind`;

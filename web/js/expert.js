@@ -6,7 +6,7 @@
 // the one tap browsers need before the ring may sound again.
 
 import * as i18n from "./i18n.js";
-import { api, CallMedia, CLIENT_BUILD, Signaling } from "./client.js";
+import { api, CallMedia, CLIENT_BUILD, loginRefusalKey, Signaling } from "./client.js";
 import { MediaProblem, openCamera, pageCallView, stopStream } from "./callview.js";
 import * as invites from "./invite.js";
 
@@ -133,7 +133,7 @@ async function login(event) {
     $("password").value = "";
     signedIn(account);
   } catch (err) {
-    $("login-error").dataset.key = err.key || "expert.login.failed";
+    $("login-error").dataset.key = loginRefusalKey(err, "expert");
     $("login-error").textContent = i18n.t($("login-error").dataset.key);
     $("login-error").hidden = false;
   }

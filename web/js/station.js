@@ -11,7 +11,7 @@
 // by hand, tests), ?message_s=N (how long a message stays, default 10), ?lang=en.
 
 import * as i18n from "./i18n.js";
-import { api, CLIENT_BUILD, enrolRefusalKey, Signaling } from "./client.js";
+import { api, CLIENT_BUILD, enrolRefusalKey, loginRefusalKey, Signaling } from "./client.js";
 import { Caller } from "./caller.js";
 import * as choices from "./choices.js";
 import * as invites from "./invite.js";
@@ -192,7 +192,7 @@ async function login(event) {
     setSession(token);
     connect();
   } catch (err) {
-    showError("login-error", err.key || "station.login.failed");
+    showError("login-error", loginRefusalKey(err, "station"));
   }
 }
 
