@@ -51,6 +51,7 @@ from recorder.chain_writer import ChainWriter  # noqa: E402
 from recorder.keyring import KeyRing  # noqa: E402
 from recorder.segmenter import FrameAssembler, RtpClock, Segmenter  # noqa: E402
 from recorder.spool import Spool  # noqa: E402
+from recorder.timeline import CallTimeline  # noqa: E402
 from recorder.uploader import Uploader  # noqa: E402
 from storage.objects import LocalObjectStore  # noqa: E402
 
@@ -103,7 +104,7 @@ async def record_and_upload(
         recorder = CallRecorder(
             call_id="bench",
             prefix=prefix,
-            call_start_ms=0,
+            timeline=CallTimeline(0, 0),
             video_codec="vp8",
             workdir=root / "work",
             chain=chain,

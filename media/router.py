@@ -329,7 +329,8 @@ class Outlet:
 
 TappedPacket = tuple[bytes, int, int, bool, bool, int]
 """An encoded packet as the recorder sees it (its tap knows the kind and codec):
-``(payload, rtp_timestamp, sequence, marker, keyframe, arrival_ms)``, arrival in Unix ms.
+``(payload, rtp_timestamp, sequence, marker, keyframe, arrival_ms)``, arrival in monotonic ms
+(`time.monotonic()`; a recording maps it onto its call's timeline).
 
 A plain tuple on purpose, made for every packet of every recorded track. CPython stops
 tracking a plain tuple of bytes and ints the first time a collection looks at it, and takes
@@ -615,8 +616,9 @@ class Peer:
         """Slow path: a packet aiortc parsed (before its SSRC is known to the fast path).
 
         aiortc's arrival time counts from the NTP epoch (1900, `aiortc.clock.current_ms`);
-        taps take Unix time, as on the fast path. It once went through unchanged and put a
-        recording's first frames, and so every timestamp after them, 70 years late."""
+        taps take their own monotonic stamp, as on the fast path. It once went through
+        unchanged and put a recording's first frames, and so every timestamp after them,
+        70 years late."""
         if published.ssrc != packet.ssrc:
             previous = published.ssrc
             if previous is not None:
@@ -673,7 +675,9 @@ class Peer:
                 header.sequence,
                 header.marker,
                 keyframe,
-                int(time.time() * 1000),  # arrival: only taps need it, so only taps pay for it
+                # Arrival, monotonic ms (a recording's timeline, recorder/timeline.py):
+                # the wall clock can be stepped mid-call.
+                int(self.last_media_at * 1000),
             )
             for tap in published.taps:
                 tap.offer(tapped)

@@ -38,6 +38,7 @@ from recorder.chain_writer import Appended, ChainWriter, file_digest
 from recorder.evidence import segment_key, utc_iso
 from recorder.files import stage_for_spool
 from recorder.segmenter import EXTENSIONS, FrameAssembler, RtpClock, Segmenter, SegmentInfo
+from recorder.timeline import CallTimeline
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ class ParticipantRecorder:
         )
         self.codecs = {"video": codec, "audio": "opus"}
         self.assemblers = {kind: FrameAssembler(self.codecs[kind]) for kind in KINDS}
-        self.clocks = {kind: RtpClock(self.codecs[kind], call.call_start_ms) for kind in KINDS}
+        origin = call.timeline.launch_mono_ms  # packet arrivals are monotonic ms
+        self.clocks = {kind: RtpClock(self.codecs[kind], origin) for kind in KINDS}
         self.started_tracks: set[str] = set()
         self.pending_gaps: list[dict[str, Any]] = []  # recorder thread only
         self.overflow_seen = {kind: 0 for kind in KINDS}
@@ -220,7 +222,9 @@ class ParticipantRecorder:
         for item in items:
             if type(item) is SourceChanged:  # a new peer connection
                 assembler = self.assemblers[kind] = FrameAssembler(self.codecs[kind])
-                clock = self.clocks[kind] = RtpClock(self.codecs[kind], self.call.call_start_ms)
+                clock = self.clocks[kind] = RtpClock(
+                    self.codecs[kind], self.call.timeline.launch_mono_ms
+                )
                 continue
             logged = assembler.gaps
             skips = len(assembler.skip_log)
@@ -256,7 +260,7 @@ class ParticipantRecorder:
         """The call stops: whatever is queued, then the open segment and pending gaps."""
         self.drain(out)
         out.key_frames.pop(self.participant_id, None)
-        now_ms = int(time.time() * 1000)
+        now_ms = self.call.timeline.monotonic()
         for kind in KINDS:
             # Packets the full tap refused show as a sequence gap once later packets come;
             # at the end none may come: recorded all the same.
@@ -277,16 +281,18 @@ class ParticipantRecorder:
         seq_from: int | None,
         seq_to: int | None,
         packets: int,
-        at_ms: int,
+        at_mono_ms: int,
         reason: str,
     ) -> dict[str, Any]:
+        """A gap record; `at_mono_ms` (monotonic, like packet arrivals) dates it on the call's
+        timeline."""
         gap = {
             "participant": self.participant_id,
             "track": kind,
             "seq_from": seq_from,
             "seq_to": seq_to,
             "packets": packets,
-            "utc": utc_iso(at_ms),
+            "utc": utc_iso(self.call.timeline.unix_ms(at_mono_ms)),
             "reason": reason,
         }
         self.pending_gaps.append(gap)
@@ -428,7 +434,7 @@ class CallRecorder:
         *,
         call_id: str,
         prefix: str,
-        call_start_ms: int,
+        timeline: CallTimeline,
         video_codec: str,
         workdir: Path,
         chain: ChainWriter,
@@ -441,7 +447,8 @@ class CallRecorder:
             raise ValueError(f"unsupported video codec {video_codec!r}")
         self.call_id = call_id
         self.prefix = prefix
-        self.call_start_ms = call_start_ms
+        self.timeline = timeline
+        self.call_start_ms = timeline.launched_ms  # pts count from it
         self.video_codec = video_codec
         self.workdir = workdir
         self.chain = chain
@@ -494,9 +501,10 @@ class CallRecorder:
         self.on_batch(self, [committed], [])
         return committed
 
-    async def participant_dropped(self, participant_id: str, at_ms: int) -> None:
+    async def participant_dropped(self, participant_id: str, at_mono_ms: int) -> None:
         """A drop is an event link and a gap record per recorded track in the participant's
-        next segment. `at_ms`: when its media stopped, as far as the server knows."""
+        next segment. `at_mono_ms`: when its media stopped, as far as the server knows
+        (monotonic ms)."""
         await self.event({"type": "participant_dropped", "participant": participant_id})
         recorder = self.participants.get(participant_id)
         if recorder is None:
@@ -505,7 +513,7 @@ class CallRecorder:
         gaps = await asyncio.wrap_future(  # one job: the same segment link takes them all
             self.submit(
                 lambda: [
-                    recorder._gap(kind, None, None, 0, at_ms, "participant_dropped")
+                    recorder._gap(kind, None, None, 0, at_mono_ms, "participant_dropped")
                     for kind in kinds
                 ]
             )

@@ -304,12 +304,14 @@ class FrameAssembler:
 class RtpClock:
     """Maps one track's RTP timestamps to ms since the call start.
 
-    Anchored at the first frame's arrival; 32-bit wrap-around is unwrapped.
+    Anchored at the first frame's arrival; 32-bit wrap-around is unwrapped. `origin_ms` is
+    the call's start on the clock arrivals are stamped with (monotonic ms in the server:
+    `recorder/timeline.py`).
     """
 
-    def __init__(self, codec: str, call_start_ms: int = 0) -> None:
+    def __init__(self, codec: str, origin_ms: int = 0) -> None:
         self.rate = CLOCK_RATES[codec]
-        self.call_start_ms = call_start_ms
+        self.origin_ms = origin_ms
         self._base_rtp: int | None = None
         self._base_ms = 0
         self._last_rtp = 0
@@ -318,7 +320,7 @@ class RtpClock:
     def to_ms(self, rtp_timestamp: int, arrival_ms: int) -> int:
         if self._base_rtp is None:
             self._base_rtp = rtp_timestamp
-            self._base_ms = arrival_ms - self.call_start_ms
+            self._base_ms = arrival_ms - self.origin_ms
             self._last_rtp = rtp_timestamp
             self._unwrapped = 0
         delta = (rtp_timestamp - self._last_rtp) & 0xFFFFFFFF

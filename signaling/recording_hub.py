@@ -34,6 +34,7 @@ from recorder.evidence import (
 from recorder.finalize import finalize, recommit_closed, recorded_files, respool
 from recorder.keyring import KeyRing
 from recorder.spool import Spool
+from recorder.timeline import CallTimeline, monotonic_ms
 from recorder.uploader import Uploader
 from signaling.dispatch import CallChanged, CallState, ParticipantChanged, ParticipantState
 from signaling.logs import log_context
@@ -227,15 +228,14 @@ class CallRecordingHub:
                 self._event(recorder, kind, p.id)
 
     def _media_stopped_ms(self, call_id: str, participant_id: str) -> int:
-        """When a dropped participant's peer last showed life (wall ms): its last RTP or
-        RTCP packet, or its connection's set-up if nothing came since. The drop is noticed
-        only `media_inactivity_s` later. Now, without a peer."""
-        now = self.hub.clock.wall_ms()
+        """When a dropped participant's peer last showed life (monotonic ms, like packet
+        arrivals): its last RTP or RTCP packet, or its connection's set-up if nothing came
+        since. The drop is noticed only `media_inactivity_s` later. Now, without a peer."""
         media = self.hub.media.calls.get(call_id)
         peer = media.peers.get(participant_id) if media is not None else None
         if peer is None:
-            return now
-        return now - max(0, int((time.monotonic() - peer.last_media_at) * 1000))
+            return monotonic_ms()
+        return int(peer.last_media_at * 1000)
 
     def on_bookmark(self, call_id: str, bookmark: dict[str, Any]) -> None:
         """An expert's bookmark goes into the chain too, in order with the segments. Its
@@ -243,14 +243,14 @@ class CallRecordingHub:
         `media_ms`, the media time to seek to (counted from the call's launch, like pts)."""
         recorder = self.recorders.get(call_id)
         if recorder is not None and self.is_recording(call_id):
-            at = bookmark["at"]
+            now = recorder.timeline.monotonic()
             self._event(
                 recorder,
                 "bookmark",
                 None,
                 bookmark=dict(bookmark),
-                utc=utc_iso(at),
-                media_ms=at - recorder.call_start_ms,
+                utc=utc_iso(recorder.timeline.unix_ms(now)),
+                media_ms=recorder.timeline.media_ms(now),
             )
 
     def on_media(self, call_id: str, participant_id: str, media: CallMedia) -> None:
@@ -267,11 +267,13 @@ class CallRecordingHub:
             return
         prefix = call_prefix(call.id, call.launched_at)
         workdir = self.hub.settings.recording_dir / call.id
-        chain = ChainWriter(workdir / "objects", call.id, prefix, self.keyring)
+        # Every time the recording writes counts from here on the monotonic clock.
+        timeline = CallTimeline.anchored(call.launched_at, self.hub.clock.wall_ms())
+        chain = ChainWriter(workdir / "objects", call.id, prefix, self.keyring, clock=timeline.now)
         recorder = CallRecorder(
             call_id=call.id,
             prefix=prefix,
-            call_start_ms=call.launched_at,
+            timeline=timeline,
             video_codec=self.hub.settings.video_codec,
             workdir=workdir,
             chain=chain,
@@ -313,6 +315,9 @@ class CallRecordingHub:
 
     async def _stop_and_close(self, recorder: CallRecorder, status: str) -> None:
         call_id = recorder.call_id
+        # The call ends now on its timeline; how far the wall clock moved meanwhile goes
+        # into the manifest (recorder/timeline.py).
+        ended = (recorder.timeline.now_ms(), recorder.timeline.step_ms(self.hub.clock.wall_ms()))
         try:
             with self._hurry_uploads():
                 await recorder.stop()
@@ -322,7 +327,7 @@ class CallRecordingHub:
                 pending = [t for t in self._tasks if not t.done()]
                 await asyncio.gather(*pending, return_exceptions=True)
                 recorder.close_executor()
-                await self._close_recording(call_id, status, recovered=False)
+                await self._close_recording(call_id, status, recovered=False, ended=ended)
         finally:
             self.recorders.pop(call_id, None)
             self.finishing.pop(call_id, None)
@@ -332,8 +337,16 @@ class CallRecordingHub:
         """A closing call's files go to the store as they come (no gathering wait)."""
         return contextlib.nullcontext() if self.uploader is None else self.uploader.hurry()
 
-    async def _close_recording(self, call_id: str, status: str, *, recovered: bool) -> None:
-        """Replay files and the manifest, from the work dir; then the work dir goes."""
+    async def _close_recording(
+        self,
+        call_id: str,
+        status: str,
+        *,
+        recovered: bool,
+        ended: tuple[int, int] | None = None,
+    ) -> None:
+        """Replay files and the manifest, from the work dir; then the work dir goes.
+        `ended`: the call's end on its timeline and the wall clock's step by then (ms)."""
         store = self.hub.store
         rec = store.get_recording(call_id)
         workdir = self.hub.settings.recording_dir / call_id
@@ -357,7 +370,7 @@ class CallRecordingHub:
             )
             status = manifest["status"]
         else:
-            fields = self._manifest_fields(call_id, last_alive)
+            fields = self._manifest_fields(call_id, last_alive, ended)
             committed, manifest = await asyncio.to_thread(
                 lambda: finalize(
                     workdir=workdir,
@@ -429,10 +442,17 @@ class CallRecordingHub:
                 segment = parse_segment_key(prefix, key)
                 self._index(call_id, key, segment[0] if segment else None, size, digest)
 
-    def _manifest_fields(self, call_id: str, last_alive: str | None = None) -> dict[str, Any]:
+    def _manifest_fields(
+        self,
+        call_id: str,
+        last_alive: str | None = None,
+        ended: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
         """The manifest's fields from the database. With `last_alive` (an interrupted
         recording's last link time), the call ends then, and participants who had not left
-        by then have no `left_utc`: when they left is not known."""
+        by then have no `left_utc`: when they left is not known. With `ended` (the call's
+        end on the recording's timeline, and the wall clock's step by then), the call ends
+        then, on the clock its media times count on."""
         store = self.hub.store
         call = store.get_call(call_id)
         consent = store.get_consent(call_id)
@@ -465,12 +485,13 @@ class CallRecordingHub:
             "dispute_type": call.dispute_type,
             "launched_utc": utc_iso(call.launched_at),
             "answered_utc": utc_iso(call.answered_at) if call.answered_at else None,
-            "ended_utc": last_alive or utc_iso(call.ended_at or self.hub.clock.wall_ms()),
+            "ended_utc": last_alive
+            or utc_iso(ended[0] if ended else call.ended_at or self.hub.clock.wall_ms()),
             "participants": participants,
             "devices": devices,
             "consent": _consent_view(consent) if consent is not None else None,
             "software": {"name": SOFTWARE, "version": software_version()},
-            "clock": clock_state(),
+            "clock": {**clock_state(), "step_ms": ended[1] if ended else None},
             "timestamp_token": None,
         }
 

@@ -13,6 +13,7 @@ from recorder.call_recorder import CallRecorder, RecorderSettings, _Batch
 from recorder.chain_writer import ChainWriter
 from recorder.keyring import KeyRing
 from recorder.spool import Spool
+from recorder.timeline import CallTimeline
 from tests.recorder.test_segmenter import FPS, video_packets
 
 CALL_START_MS = 1000  # the first packet of video_packets() arrives then: pts 0
@@ -64,7 +65,7 @@ def make_recorder(tmp_path: Path, worker: ManualWorker, **settings: float) -> Ca
     return CallRecorder(
         call_id="rounds",
         prefix=prefix,
-        call_start_ms=CALL_START_MS,
+        timeline=CallTimeline(CALL_START_MS, CALL_START_MS),  # arrivals count from CALL_START_MS
         video_codec="vp8",
         workdir=tmp_path / "work",
         chain=ChainWriter(tmp_path / "work" / "objects", "rounds", prefix, KeyRing(tmp_path)),

@@ -1,0 +1,69 @@
+"""One call's timeline: every time a recording writes, on one clock that cannot jump.
+
+The wall clock can be stepped while a call runs (NTP correcting a server that booted with a
+wrong clock, an operator setting the time). Media times once came from the wall clock at
+each track's first packet, and chain links, gaps and the call's end from the wall clock
+when written: a step of a minute put a participant who joined after it a minute off the
+others in the replay, and a backward step put the call's segments after its recorded end,
+which `verify` rightly fails.
+
+So a recording reads the wall clock once, at its start, and counts everything after from
+the monotonic clock: a time on the timeline is the call's launch (Unix ms, as the wall clock
+said then) plus the monotonic time since. Media times (pts) are milliseconds since the
+launch on this clock. How far the wall clock moved apart meanwhile is `step_ms()`, which the
+manifest records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+def monotonic_ms() -> int:
+    """The clock packet arrivals are stamped with (`media/router.py`)."""
+    return int(time.monotonic() * 1000)
+
+
+@dataclass(frozen=True)
+class CallTimeline:
+    """Unix ms at the call's launch, and the monotonic ms that the launch was at."""
+
+    launched_ms: int
+    launch_mono_ms: int
+    monotonic: Callable[[], int] = monotonic_ms
+
+    @classmethod
+    def anchored(
+        cls,
+        launched_ms: int,
+        wall_ms: int,
+        mono_ms: int | None = None,
+        monotonic: Callable[[], int] = monotonic_ms,
+    ) -> CallTimeline:
+        """The timeline of a call launched at `launched_ms`, read now (`wall_ms` and
+        `mono_ms`, the same instant on both clocks)."""
+        now_mono = monotonic() if mono_ms is None else mono_ms
+        return cls(launched_ms, now_mono - (wall_ms - launched_ms), monotonic)
+
+    def media_ms(self, mono_ms: int) -> int:
+        """Milliseconds since the launch (a pts) of a monotonic instant."""
+        return mono_ms - self.launch_mono_ms
+
+    def unix_ms(self, mono_ms: int) -> int:
+        """Unix ms on the timeline of a monotonic instant."""
+        return self.launched_ms + mono_ms - self.launch_mono_ms
+
+    def now_ms(self) -> int:
+        """Now, in Unix ms on the timeline."""
+        return self.unix_ms(self.monotonic())
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.now_ms() / 1000, UTC)
+
+    def step_ms(self, wall_ms: int) -> int:
+        """How far the wall clock (reading `wall_ms` now) has moved from the timeline since
+        the launch: 0 for a clock that was not stepped (slewing moves both alike)."""
+        return wall_ms - self.now_ms()
