@@ -4,13 +4,18 @@ manifest says how far the clock moved."""
 
 from __future__ import annotations
 
-import json
-
-from recorder.verify import verify
 from signaling.peer import MediaPeer
 from storage import ids as storage_ids
 
-from .test_recorded_call import GREEN, RED, _utc_ms, recorded_call, wait_closed, wait_segments
+from .test_recorded_call import (
+    GREEN,
+    RED,
+    _utc_ms,
+    recorded_call,
+    verified_recording,
+    wait_closed,
+    wait_segments,
+)
 
 STEP_MS = -120_000
 
@@ -34,26 +39,11 @@ async def test_a_wall_clock_step_mid_call_leaves_the_recording_whole(make_servic
         await expert_peer.close()
     await wait_closed(service, call_id)
 
-    recordings = service.hub.recordings
-    rec = service.store.get_recording(call_id)
-    store = recordings.object_store
-    report = verify(
-        store,
-        rec.prefix,
-        recordings.keyring.trusted(),
-        expected_head=(rec.chain_count, rec.chain_head),
-    )
     # Before, the call "ended" two minutes before its last segments, and verify failed it.
-    assert report.ok, report.format_report()
-    manifest = json.loads(store.get(rec.manifest_key))
+    rec, store, manifest, links = verified_recording(service, call_id)
     assert manifest["status"] == "complete"
     assert abs(manifest["clock"]["step_ms"] - STEP_MS) < 2_000, manifest["clock"]
     launched, ended = (_utc_ms(manifest[k]) for k in ("launched_utc", "ended_utc"))
-    links = [
-        json.loads(store.get(key))
-        for key in store.list(f"{rec.prefix}chain/")
-        if key.endswith(".json")
-    ]
     segments = [link for link in links if link["kind"] == "segment"]
     last_media = max(link["last_pts_ms"] for link in segments)
     assert 0 < last_media <= ended - launched + 1_000, (last_media, ended - launched)

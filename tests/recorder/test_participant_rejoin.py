@@ -4,9 +4,6 @@ rejoin, it verifies, and the participant's replay file plays across the hole."""
 
 from __future__ import annotations
 
-import json
-
-from recorder.verify import verify
 from signaling.peer import MediaPeer
 from tests.media.test_liveness import read_line, spawn_kiosk
 
@@ -15,6 +12,7 @@ from .test_recorded_call import (
     _utc_ms,
     decode_video,
     segment_links,
+    verified_recording,
     wait_closed,
     wait_segments,
 )
@@ -83,22 +81,8 @@ async def test_a_participant_drops_and_rejoins_into_the_same_recording(make_serv
 
     recordings = service.hub.recordings
     assert [r.call_id for r in service.store.list_recordings()] == [call_id]
-    rec = service.store.get_recording(call_id)
+    rec, store, manifest, links = verified_recording(service, call_id)
     assert rec.status == "complete"
-    store = recordings.object_store
-    report = verify(
-        store,
-        rec.prefix,
-        recordings.keyring.trusted(),
-        expected_head=(rec.chain_count, rec.chain_head),
-    )
-    assert report.ok, report.format_report()
-
-    links = [
-        json.loads(store.get(key))
-        for key in sorted(store.list(f"{rec.prefix}chain/"))
-        if key.endswith(".json")
-    ]
     events = [
         (link["index"], link["event"]["type"])
         for link in links
@@ -124,7 +108,6 @@ async def test_a_participant_drops_and_rejoins_into_the_same_recording(make_serv
     assert all(index > dropped for index, _ in drop_gaps)
 
     # The kiosk's replay: decodes from start to end, with the hole where it was away.
-    manifest = json.loads(store.get(rec.manifest_key))
     replay = next(r for r in manifest["replay"] if r["participant"] == kiosk_id)
     frames = decode_video(store.get(replay["object"]))
     assert len(frames) == recordings.frames_recorded[(call_id, kiosk_id)]

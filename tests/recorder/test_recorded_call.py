@@ -66,6 +66,28 @@ async def wait_closed(service, call_id, timeout=30):
     await recordings.uploader.wait_idle(timeout)
 
 
+def verified_recording(service, call_id):
+    """A closed recording checked by `verify` against the database's chain head: its record,
+    the object store, its manifest and its chain links (in order)."""
+    recordings = service.hub.recordings
+    rec = service.store.get_recording(call_id)
+    store = recordings.object_store
+    report = verify(
+        store,
+        rec.prefix,
+        recordings.keyring.trusted(),
+        expected_head=(rec.chain_count, rec.chain_head),
+    )
+    assert report.ok, report.format_report()
+    manifest = json.loads(store.get(rec.manifest_key))
+    links = [
+        json.loads(store.get(key))
+        for key in sorted(store.list(f"{rec.prefix}chain/"))
+        if key.endswith(".json")
+    ]
+    return rec, store, manifest, links
+
+
 def chain_gaps(store, prefix):
     """Every gap record in a call's chain (in segment links and gap events)."""
     gaps = []
@@ -121,17 +143,8 @@ async def test_a_recorded_call_verifies_and_replays_frame_exactly(make_service):
     await wait_closed(service, call_id)
 
     recordings = service.hub.recordings
-    rec = service.store.get_recording(call_id)
+    rec, store, manifest, links = verified_recording(service, call_id)
     assert rec.status == "complete"
-    store = recordings.object_store
-    report = verify(
-        store,
-        rec.prefix,
-        recordings.keyring.trusted(),
-        expected_head=(rec.chain_count, rec.chain_head),
-    )
-    assert report.ok, report.format_report()
-    manifest = json.loads(store.get(rec.manifest_key))
     assert manifest["status"] == "complete"
     assert manifest["consent"]["evidence"] is True
     assert {t["participant"] for t in manifest["tracks"]} == set(ids.values())
@@ -146,11 +159,6 @@ async def test_a_recorded_call_verifies_and_replays_frame_exactly(make_service):
             assert 0 <= track[field] <= ended - launched, (field, track)
     for replay in manifest["replay"]:
         assert 0 <= replay["start_offset_ms"] <= ended - launched, replay
-    links = [
-        json.loads(store.get(key))
-        for key in store.list(f"{rec.prefix}chain/")
-        if key.endswith(".json")
-    ]
     segments = [link for link in links if link["kind"] == "segment"]
     assert segments
     events = [link["event"] for link in links if link["kind"] == "event"]
