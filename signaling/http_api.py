@@ -172,12 +172,14 @@ async def login(request: web.Request) -> web.Response:
     now = time.monotonic()
     wait_s = max(by_ip.retry_after_s(ip, now), by_account.retry_after_s(who, now))
     if wait_s > 0:
+        request.app[METRICS].login_failures.labels(outcome="throttled").inc()
         log.warning("login refused: too many failures from %s or for one username", ip)
         return _retry_later(RateLimited("too many failed logins; try again later"), wait_s)
     account = store.check_password(username, password)
     if account is None:
         by_ip.record_failure(ip, now)
         by_account.record_failure(who, now)
+        request.app[METRICS].login_failures.labels(outcome="wrong_password").inc()
         known = store.find_account_by_username(username)
         # The typed name is kept only when it names an account: a password typed into
         # the username field never reaches the audit log.

@@ -51,6 +51,14 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        # Failed logins (`wrong_password`) and logins refused by the throttle (`throttled`):
+        # a steady rise is someone guessing passwords (the audit log has their IPs).
+        self.login_failures = Counter(
+            "mediation_login_failures",
+            "POST /api/login attempts refused, by outcome",
+            ["outcome"],
+            registry=r,
+        )
 
         self.media_participants = Gauge(
             "mediation_media_participants", "Participants with a media connection", registry=r

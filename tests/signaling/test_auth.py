@@ -341,6 +341,10 @@ async def test_a_password_guesser_is_throttled_per_ip_and_every_failure_is_audit
     assert all(e.details["client_ip"] == "127.0.0.1" for e in failed)
     assert "nobody" not in str([e.details for e in failed])
     assert not [e for e in service.store.list_audit() if e.action == "account.login"]
+    status, metrics = await service.http("GET", "/metrics")
+    assert status == 200
+    assert 'mediation_login_failures_total{outcome="wrong_password"} 3.0' in metrics
+    assert 'mediation_login_failures_total{outcome="throttled"} 1.0' in metrics
 
 
 async def test_guesses_at_one_account_from_many_ips_lock_that_username_only(make_service):
