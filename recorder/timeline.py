@@ -7,11 +7,12 @@ when written: a step of a minute put a participant who joined after it a minute 
 others in the replay, and a backward step put the call's segments after its recorded end,
 which `verify` rightly fails.
 
-So a recording reads the wall clock once, at its start, and counts everything after from
-the monotonic clock: a time on the timeline is the call's launch (Unix ms, as the wall clock
-said then) plus the monotonic time since. Media times (pts) are milliseconds since the
-launch on this clock. How far the wall clock moved apart meanwhile is `step_ms()`, which the
-manifest records.
+So a recording takes the wall clock's reading at the call's launch (the dispatcher reads
+both clocks then) and counts everything after on the monotonic clock: a time on the
+timeline is the launch (Unix ms, as the wall clock said then) plus the monotonic time
+since. Media times (pts), gap and bookmark times and the call's end are on it. How far the
+wall clock moved apart meanwhile is `step_ms()`, which the manifest records. Chain links'
+`utc` stay signing times on the wall clock: the signing keys' validity is on that clock.
 """
 
 from __future__ import annotations
@@ -34,19 +35,6 @@ class CallTimeline:
     launched_ms: int
     launch_mono_ms: int
     monotonic: Callable[[], int] = monotonic_ms
-
-    @classmethod
-    def anchored(
-        cls,
-        launched_ms: int,
-        wall_ms: int,
-        mono_ms: int | None = None,
-        monotonic: Callable[[], int] = monotonic_ms,
-    ) -> CallTimeline:
-        """The timeline of a call launched at `launched_ms`, read now (`wall_ms` and
-        `mono_ms`, the same instant on both clocks)."""
-        now_mono = monotonic() if mono_ms is None else mono_ms
-        return cls(launched_ms, now_mono - (wall_ms - launched_ms), monotonic)
 
     def media_ms(self, mono_ms: int) -> int:
         """Milliseconds since the launch (a pts) of a monotonic instant."""

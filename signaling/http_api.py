@@ -168,19 +168,23 @@ async def login(request: web.Request) -> web.Response:
     username = _field(body, "username")
     password = _field(body, "password")
     ip = client_ip(request, settings)
-    who = username.strip().lower()[:200]  # the throttle's key for the username
+    # The per-username throttle counts only names of accounts (by id): guesses at made-up
+    # names cannot fill its table and push a real account's failures out of it.
+    known = store.find_account_by_username(username.strip())
     now = time.monotonic()
-    wait_s = max(by_ip.retry_after_s(ip, now), by_account.retry_after_s(who, now))
+    wait_s = by_ip.retry_after_s(ip, now)
+    if known is not None:
+        wait_s = max(wait_s, by_account.retry_after_s(known.id, now))
     if wait_s > 0:
         request.app[METRICS].login_failures.labels(outcome="throttled").inc()
-        log.warning("login refused: too many failures from %s or for one username", ip)
+        log.info("login refused: too many failures from %s or for one account", ip)
         return _retry_later(RateLimited("too many failed logins; try again later"), wait_s)
     account = store.check_password(username, password)
     if account is None:
         by_ip.record_failure(ip, now)
-        by_account.record_failure(who, now)
+        if known is not None:
+            by_account.record_failure(known.id, now)
         request.app[METRICS].login_failures.labels(outcome="wrong_password").inc()
-        known = store.find_account_by_username(username)
         # The typed name is kept only when it names an account: a password typed into
         # the username field never reaches the audit log.
         store.append_audit(

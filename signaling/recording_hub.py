@@ -267,9 +267,11 @@ class CallRecordingHub:
             return
         prefix = call_prefix(call.id, call.launched_at)
         workdir = self.hub.settings.recording_dir / call.id
-        # Every time the recording writes counts from here on the monotonic clock.
-        timeline = CallTimeline.anchored(call.launched_at, self.hub.clock.wall_ms())
-        chain = ChainWriter(workdir / "objects", call.id, prefix, self.keyring, clock=timeline.now)
+        # Media, gap and bookmark times and the call's end count from the launch on the
+        # monotonic clock (the dispatcher took both readings at the launch). Link `utc`s
+        # stay signing times on the wall clock, the clock the keys' validity is on.
+        timeline = CallTimeline(call.launched_at, int(call.launched_mono * 1000))
+        chain = ChainWriter(workdir / "objects", call.id, prefix, self.keyring)
         recorder = CallRecorder(
             call_id=call.id,
             prefix=prefix,
@@ -362,6 +364,11 @@ class CallRecordingHub:
         # A recording cut short (the server stopped mid-call) is last known to have run at
         # its last link: the call's end recorded at the restart may be hours later.
         last_alive = _link_utc(chain, rec.prefix) if status == "interrupted" else None
+        if last_alive is not None:
+            # Link times are the wall clock's and media times the call's timeline: after a
+            # clock step the last segment may end after the last link. The call ran at
+            # least until both.
+            last_alive = max(last_alive, _media_end_utc(chain, rec.prefix) or last_alive)
         if recovered and not chain.closed:
             await self._respool_unsent(call_id, workdir, rec.prefix)
         if chain.closed:  # finalized before a crash: the index and the spool catch up
@@ -660,6 +667,20 @@ def _link_utc(chain: ChainWriter, prefix: str) -> str | None:
         utc = link.get("utc")
         return utc if isinstance(utc, str) else None
     return None
+
+
+def _media_end_utc(chain: ChainWriter, prefix: str) -> str | None:
+    """The latest `end_utc` of the chain's segment links (None without one)."""
+    latest: str | None = None
+    for index in range(1, chain.head.links + 1):
+        try:
+            link = json.loads(chain.path(link_key(prefix, index)).read_bytes())
+        except (OSError, ValueError):
+            continue
+        end = link.get("end_utc") if link.get("kind") == "segment" else None
+        if isinstance(end, str) and (latest is None or end > latest):
+            latest = end  # ISO texts of one format: compared as text
+    return latest
 
 
 def participant_event(old: str | None, new: str, reason: str | None) -> str | None:

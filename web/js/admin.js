@@ -158,19 +158,21 @@ const LOADERS = {
 async function login(event) {
   event.preventDefault();
   clearError("login-error");
+  let account;
   try {
-    const { account } = await api("POST", "/api/login", {
+    ({ account } = await api("POST", "/api/login", {
       body: { username: $("username").value, password: $("password").value },
-    });
+    }));
     if (account.role !== "admin") {
       await api("POST", "/api/logout").catch(() => {});
       throw Object.assign(new Error("not an admin"), { key: "admin.login.not_admin" });
     }
-    $("password").value = "";
-    await signedIn(account);
   } catch (err) {
     showError("login-error", loginRefusalKey(err, "admin"));
+    return;
   }
+  $("password").value = "";
+  await signedIn(account); // its own failures are not a refused login
 }
 
 async function signedIn(account) {

@@ -122,21 +122,23 @@ function showCall(inCall) {
 async function login(event) {
   event.preventDefault();
   $("login-error").hidden = true;
+  let account;
   try {
-    const { account } = await api("POST", "/api/login", {
+    ({ account } = await api("POST", "/api/login", {
       body: { username: $("username").value, password: $("password").value },
-    });
+    }));
     if (account.role !== "expert") {
       await api("POST", "/api/logout").catch(() => {});
       throw Object.assign(new Error("not an expert"), { key: "expert.login.not_expert" });
     }
-    $("password").value = "";
-    signedIn(account);
   } catch (err) {
     $("login-error").dataset.key = loginRefusalKey(err, "expert");
     $("login-error").textContent = i18n.t($("login-error").dataset.key);
     $("login-error").hidden = false;
+    return;
   }
+  $("password").value = "";
+  signedIn(account); // its own failures are not a refused login
 }
 
 function signedIn(account) {

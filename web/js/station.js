@@ -180,20 +180,23 @@ function showError(id, key) {
 async function login(event) {
   event.preventDefault();
   $("login-error").hidden = true;
+  let token;
   try {
-    const { token, account } = await api("POST", "/api/login", {
+    let account;
+    ({ token, account } = await api("POST", "/api/login", {
       body: { username: $("username").value, password: $("password").value },
-    });
+    }));
     if (account.role !== OFFICER_ROLE) {
       await api("POST", "/api/logout", { token }).catch(() => {});
       throw Object.assign(new Error("not an officer"), { key: "station.login.not_officer" });
     }
-    $("password").value = "";
-    setSession(token);
-    connect();
   } catch (err) {
     showError("login-error", loginRefusalKey(err, "station"));
+    return;
   }
+  $("password").value = "";
+  setSession(token);
+  connect(); // its own failures are not a refused login
 }
 
 function setSession(token) {
