@@ -207,6 +207,10 @@ class Settings:
     s3_secure: bool = True
     # PEM CA bundle that signs the S3 endpoint's certificate; empty: the system's CAs.
     s3_ca_file: Path | None = None
+    # Seconds a connection to S3 may take to open; a silent endpoint fails each attempt then.
+    s3_connect_timeout_s: float = 5.0
+    # Seconds S3 may stay silent during a request (each read of an answer).
+    s3_read_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -542,6 +546,8 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "s3_region": ("must be a string", _string),
     "s3_secure": (_BOOL, lambda v: isinstance(v, bool)),
     "s3_ca_file": ("must be a file path", _optional_path),
+    "s3_connect_timeout_s": (_POSITIVE, _positive),
+    "s3_read_timeout_s": (_POSITIVE, _positive),
     "recording_segment_s": (
         "must be a number from 2 to 600",
         lambda v: _is_number(v) and 2 <= v <= 600,

@@ -84,6 +84,8 @@ def make_object_store(settings: Settings) -> ObjectStore:
             ca_file=str(settings.s3_ca_file) if settings.s3_ca_file else None,
             object_lock=True,
             create_bucket=create_bucket,
+            connect_timeout_s=settings.s3_connect_timeout_s,
+            timeout_s=settings.s3_read_timeout_s,
         )
 
     try:

@@ -526,6 +526,7 @@ class S3ObjectStore:
         timeout_s: float = 30.0,
         retries: int = 3,
         clock: Callable[[], datetime] = _utcnow,
+        connect_timeout_s: float = 5.0,
     ) -> None:
         self.endpoint = endpoint
         self.bucket = bucket
@@ -533,7 +534,10 @@ class S3ObjectStore:
         self._clock = clock
         self._object_lock: bool | None = None
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
+            # A silent endpoint (a firewall dropping packets, a host gone) is noticed by
+            # the connect timeout: at 30 s, with the retries, an outage took two minutes
+            # to show. `timeout_s` bounds each read (a large part may be slow).
+            timeout=urllib3.Timeout(connect=connect_timeout_s, read=timeout_s),
             maxsize=10,
             cert_reqs="CERT_REQUIRED",
             ca_certs=ca_file or os.environ.get("SSL_CERT_FILE") or certifi.where(),

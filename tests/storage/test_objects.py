@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import ssl
 import time
 import urllib.request
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from signaling.recording_hub import make_object_store
 from storage import (
     LocalObjectStore,
     ObjectLocked,
@@ -23,6 +25,7 @@ from storage import (
     S3ObjectStore,
 )
 
+from ..conftest import fast_settings
 from ..s3util import S3Server
 from .conftest import free_port, make_s3_store
 
@@ -460,6 +463,42 @@ def test_s3_unreachable_endpoint_fails_fast() -> None:
         store.stat(KEY)
     assert time.monotonic() - started < 10
     assert "other-secret" not in repr(store)
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A TCP port that never answers a connection: its listen queue is full, so the kernel
+    drops new SYNs, as a firewall dropping packets or a vanished host would."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    host, port = server.getsockname()
+    filler = socket.create_connection((host, port), timeout=5)  # fills the queue
+    try:
+        yield f"{host}:{port}"
+    finally:
+        filler.close()
+        server.close()
+
+
+def test_a_silent_s3_endpoint_is_noticed_at_the_connect_timeout(
+    silent_endpoint: str, tmp_path: Path
+) -> None:
+    """The service's store (as `make_object_store` builds it from the settings) gives up
+    connecting after `s3_connect_timeout_s`, whatever the read timeout: an outage shows in
+    seconds, not minutes."""
+    settings = fast_settings(
+        tmp_path,
+        s3_endpoint=silent_endpoint,
+        s3_secure=False,
+        s3_connect_timeout_s=0.3,
+        s3_read_timeout_s=600.0,
+    )
+    started = time.monotonic()
+    store = make_object_store(settings)  # the bucket check fails; the service starts anyway
+    with pytest.raises(ObjectStoreError, match="storage unreachable"):
+        store.stat(KEY)
+    assert time.monotonic() - started < 30  # 600 s if the read timeout applied
 
 
 def test_s3_retention_needs_object_lock(moto_endpoint: str) -> None:
