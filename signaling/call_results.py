@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from signaling.dispatch import CallState
-from signaling.errors import InvalidState, NotFound
+from signaling.errors import AlreadyRated, InvalidState, NotFound
 from signaling.logs import log_context
 from signaling.permissions import Principal
 from signaling.views import bookmark_view, outcome_view, rating_view
@@ -77,7 +77,7 @@ class CallResults:
             try:
                 store.add_rating(rating)
             except Conflict as err:
-                raise InvalidState(f"call {record.id} has been rated already") from err
+                raise AlreadyRated(f"call {record.id} has been rated already") from err
             store.append_audit(
                 principal.account_id or principal.id,
                 "call.rated",

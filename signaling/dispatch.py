@@ -250,6 +250,14 @@ class ChoiceOffered:
 
 
 @dataclass(frozen=True)
+class ChoiceClosed:
+    """The caller let the choice's deadline pass: the call now goes to anyone (the caller's
+    page closes its choice; a late "wait" would be refused)."""
+
+    call: Call
+
+
+@dataclass(frozen=True)
 class ExpertChanged:
     """An expert's availability or derived activity changed."""
 
@@ -264,6 +272,7 @@ Effect = (
     | ParticipantChanged
     | QueuePositionChanged
     | ChoiceOffered
+    | ChoiceClosed
     | ExpertChanged
 )
 
@@ -647,6 +656,7 @@ class Dispatcher:
                 if call.choice_deadline is not None and call.choice_deadline <= now:
                     call.choice_deadline = None
                     call.preference = Preference.ANYONE
+                    self.outbox.append(ChoiceClosed(call))
                 if not call.overflow and call.waiting_since + self.timers.overflow_timeout_s <= now:
                     call.overflow = True
         self._pump()

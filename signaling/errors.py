@@ -55,6 +55,13 @@ class InvalidState(SignalingError):
     http_status = 409
 
 
+class AlreadyRated(InvalidState):
+    """The call has its rating: a client whose first `call.rate` reply was lost knows the
+    rating was stored."""
+
+    code = "already_rated"
+
+
 class ExpertUnavailable(SignalingError):
     code = "expert_unavailable"
     http_status = 409

@@ -31,6 +31,7 @@ from signaling.dispatch import (
     CallChanged,
     Caller,
     CallState,
+    ChoiceClosed,
     ChoiceOffered,
     Dispatcher,
     DispatchTimers,
@@ -612,6 +613,9 @@ class Hub:
         live = self.dispatcher.live_call_of_caller(principal.id)
         if live is not None:
             raise InvalidState(f"a call is already under way: {live.id} ({live.state})")
+        # Consent first: a refused or malformed launch must not take a case number (case
+        # numbers are official and counted; a gap with no call behind it looks like a loss).
+        consent = self._consent(principal, p)
         case_id = p.get("case_id")
         if case_id is not None:
             if principal.role != STATION:
@@ -622,7 +626,6 @@ class Hub:
                 raise NotFound("case", case_id) from err
         else:
             case_id = self.store.create_case(self.settings.district_code).id
-        consent = self._consent(principal, p)
         caller = Caller(principal.role, principal.id, principal.account_id)
         started = time.monotonic()
         call = self.dispatcher.launch(
@@ -734,8 +737,10 @@ class Hub:
         with self.store.transaction():
             for effect in effects:
                 self._store_and_log(effect)
-                if isinstance(effect, CallChanged | ParticipantChanged | InvitationChanged):
-                    touched[effect.call.id] = effect.call
+                if isinstance(
+                    effect, CallChanged | ParticipantChanged | InvitationChanged | ChoiceClosed
+                ):
+                    touched[effect.call.id] = effect.call  # a call.updated to its parties
                 if isinstance(effect, ParticipantChanged):
                     told.setdefault(effect.call.id, set()).add(effect.participant.principal_id)
         for effect in effects:

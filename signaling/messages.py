@@ -38,6 +38,7 @@ ERROR_CODES = frozenset(
         "forbidden",
         "not_found",
         "invalid_state",
+        "already_rated",
         "rate_limited",
         "expert_unavailable",
         "no_expert_available",

@@ -234,7 +234,9 @@ async def test_unrecorded_kiosk_call_when_the_setting_allows_it(make_service):
     assert service.store.get_consent(call["id"]) is None
 
 
-async def test_station_calls_always_need_consent(make_service):
+async def test_station_calls_always_need_consent_and_a_refusal_takes_no_case_number(
+    make_service,
+):
     service = await make_service(kiosk_without_consent="unrecorded")
     _, token = service.add_device("station")
     service.add_person("olga", "station_officer")
@@ -258,6 +260,9 @@ async def test_station_calls_always_need_consent(make_service):
     )
     consent = service.store.get_consent(launched["call"]["id"])
     assert consent is not None
+    # The refused launch took no case number: the first call is case 1.
+    case = service.store.get_case(launched["call"]["case_id"])
+    assert case.case_number.endswith("-00001"), case
     assert (consent.evidence, consent.training, consent.parties) == (True, True, 2)
     assert (consent.notice_version, consent.language) == ("1", "en")
     assert launched["call"]["training_consent"] is True

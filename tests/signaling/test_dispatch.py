@@ -11,6 +11,7 @@ from signaling.dispatch import (
     CallChanged,
     Caller,
     CallState,
+    ChoiceClosed,
     ChoiceOffered,
     Dispatcher,
     DispatchTimers,
@@ -208,6 +209,7 @@ def test_named_expert_busy_offers_wait_or_anyone_and_defaults_to_anyone(d, clock
     clock.now += TIMERS.ring_timeout_s
     d.tick()
     assert call.preference is Preference.ANYONE
+    assert [e.call.id for e in d.drain() if isinstance(e, ChoiceClosed)] == [call.id]
     assert ringing(call) == ["other"]
 
 

@@ -60,6 +60,25 @@ async def test_unanswered_choice_defaults_to_anyone_after_the_ring_timeout(make_
     await named.close()
 
 
+async def test_a_choice_left_unanswered_closes_on_the_callers_side_too(make_service):
+    """Nobody else is free: at the deadline the call stays queued, now for anyone, and the
+    caller is told (its page closes the choice; a late "wait" is refused)."""
+    service = await make_service(ring_timeout_s=0.3)
+    named = await service.expert("nina", specialties=["family"], available=False)
+    nina_id = service.store.find_account_by_username("nina").id
+    kiosk = await service.kiosk()
+    call_id = await launch(kiosk, expert_id=nina_id)
+    await kiosk.next_event("call.choice_offered")
+    updated = await kiosk.next_event(
+        "call.updated", where=lambda p: p["call"]["preference"] == "anyone"
+    )
+    assert updated["payload"]["call"]["state"] == "queued"
+    with pytest.raises(ClientError) as err:
+        await kiosk.request("call.choose", call_id=call_id, choice="wait")
+    assert err.value.code == "invalid_state"
+    await named.close()
+
+
 async def test_ring_timeout_moves_to_the_next_expert(make_service):
     service = await make_service(ring_timeout_s=0.3)
     first = await service.expert("a_first", specialties=["family"], last_busy_at=1)

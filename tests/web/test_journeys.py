@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from recorder.verify import verify
+from storage import ids
 from storage.errors import NotFound
+from storage.records import Rating
 from tests.media.util import until
 from tests.web.conftest import BLUE, GREEN, RED, YELLOW
 from tests.web.journeys import (
@@ -67,6 +69,12 @@ async def test_a_kiosk_call_shows_each_side_live_and_is_recorded(service, pages,
     await screen(kiosk, "rating")
     await kiosk.wait_for_selector("#recording", state="hidden")
     await shots(kiosk, "kiosk-rating")
+    # The citizen's rating was stored but the reply was lost (a dropped connection), so the
+    # page offers the form again: sending it again thanks them; it does not say "not saved".
+    service.store.add_rating(Rating(call_id, 5, None, device_id, None, ids.now_ms()))
+    await kiosk.click("#stars [data-stars='5']")
+    await kiosk.click("#rating-submit")
+    await kiosk.wait_for_selector("#message-text[data-key='kiosk.rating.thanks']")
 
     recordings = service.hub.recordings
     await until(
@@ -99,6 +107,12 @@ async def test_b_queue_second_kiosk_sees_its_place_and_is_served_next(service, p
     assert link.startswith(service.base_url + "/web/kiosk.html#enrol=")
     second = await pages.open("kiosk-yellow", link)
     await screen(second, "welcome")
+    # The link opened again (the QR code scanned twice): its code is spent, and the kiosk
+    # keeps the token it has instead of stopping at the set-up screen.
+    await second.goto(link)  # the page had dropped the fragment: only the fragment changes
+    await second.reload()  # so load it afresh, as a scan opens it
+    await screen(second, "welcome")
+    assert await second.is_hidden("#enrol-error")
 
     await kiosk_calls(first, "neighbours")
     await accept_ring(expert)

@@ -211,6 +211,11 @@ async def test_b_station_in_chinese_enrols_by_link_refuses_without_consent_and_r
     station = await pages.open(STATION_BROWSER, page_url, label="station")
     await screen(station, "login")  # enrolled by the link: now the officer
     await shots(station, "station-enrolled-login")
+    # The link opened again: its code is spent, and the station keeps its token.
+    await station.goto(page_url)  # the page had dropped the fragment: a fragment change
+    await station.reload()
+    await screen(station, "login")
+    assert await station.is_hidden("#enrol-error")
 
     await station.fill("#username", "amy")
     await station.fill("#password", PASSWORD)

@@ -139,7 +139,8 @@ export class Caller {
     const before = this.call;
     this.call = call;
     if (this.hooks.onCall) this.hooks.onCall(call);
-    if (call.state !== "queued") this.choiceOffered = null;
+    // Answered, or the choice's deadline passed (the server goes to anyone): no choice left.
+    if (call.state !== "queued" || call.preference !== "choice") this.choiceOffered = null;
     if (WAITING.has(call.state)) {
       if (this.media) {
         this.view.update(call, this.sig.principal.id); // the experts dropped: wait in the call
@@ -409,6 +410,11 @@ export class Caller {
       await this.sig.request("call.rate", payload);
       this.screens.message("kiosk.rating.thanks");
     } catch (err) {
+      if (err.code === "already_rated") {
+        // Stored before (an earlier reply lost to a dropped connection): it is saved.
+        this.screens.message("kiosk.rating.thanks");
+        return;
+      }
       this.log("rating not taken:", err.code);
       const error = $("rating-error");
       error.dataset.key = "kiosk.rating.failed";

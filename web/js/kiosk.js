@@ -110,11 +110,12 @@ function bindEnrol() {
     code = code.slice(0, -1);
     renderCode();
   });
-  $("enrol-submit").addEventListener("click", enrol);
+  $("enrol-submit").addEventListener("click", () => enrol());
   renderCode();
 }
 
-async function enrol() {
+/** `saved`: the token this kiosk already has, when the code came from a link. */
+async function enrol(saved = null) {
   $("enrol-submit").disabled = true;
   try {
     // The kind makes the server refuse a station's code (wrong_device_kind) before spending it.
@@ -125,6 +126,15 @@ async function enrol() {
     connect();
   } catch (err) {
     console.info("[kiosk] enrolment refused", err.status, err.code);
+    if (saved && err.code === "enrolment_failed") {
+      // The link was opened again on a kiosk already set up with it (the code is spent):
+      // the kiosk keeps its token rather than stopping at the set-up screen.
+      kiosk.token = saved;
+      code = "";
+      renderCode();
+      connect();
+      return;
+    }
     const key = enrolRefusalKey(err, "kiosk");
     $("enrol-error").textContent = i18n.t(key);
     $("enrol-error").dataset.key = key;
@@ -286,7 +296,7 @@ async function boot() {
     code = hash.get("enrol").replace(/\D/g, "").slice(0, 8);
     show("enrol");
     renderCode();
-    if (code.length === 8) await enrol();
+    if (code.length === 8) await enrol(localStorage.getItem(TOKEN_KEY));
     return;
   }
   if (hash.get("token")) storeToken(hash.get("token")); // set-up by hand or by a test

@@ -145,7 +145,8 @@ function renderWho() {
 
 // --- set-up (enrolment) -------------------------------------------------------------------------
 
-async function enrol(code) {
+/** `saved`: the token this station already has, when the code came from a link. */
+async function enrol(code, saved = null) {
   $("enrol-submit").disabled = true;
   $("enrol-error").hidden = true;
   try {
@@ -156,6 +157,13 @@ async function enrol(code) {
     toWelcome();
   } catch (err) {
     console.info("[station] enrolment refused", err.status, err.code);
+    if (saved && err.code === "enrolment_failed") {
+      // The link opened again on a station already set up with it: keep its token.
+      $("enrol-code").value = "";
+      station.token = saved;
+      toWelcome();
+      return;
+    }
     showError("enrol-error", enrolRefusalKey(err, "station"));
   } finally {
     $("enrol-submit").disabled = false;
@@ -598,7 +606,7 @@ async function boot() {
     const code = hash.get("enrol").replace(/\D/g, "").slice(0, 8);
     $("enrol-code").value = code;
     show("enrol");
-    if (code.length === 8) await enrol(code);
+    if (code.length === 8) await enrol(code, localStorage.getItem(TOKEN_KEY));
     return;
   }
   if (hash.get("token")) storeToken(hash.get("token")); // set-up by hand or by a test
