@@ -1016,6 +1016,11 @@ class Hub:
         """ "on" exactly while the recorder writes this call; "off" otherwise."""
         return "on" if self.recordings.is_recording(call.id) else "off"
 
+    def _wall_ms_of(self, monotonic_s: float | None) -> int | None:
+        if monotonic_s is None:
+            return None
+        return self.clock.wall_ms() + int((monotonic_s - self.clock.monotonic()) * 1000)
+
     def call_view(self, call: Call) -> dict[str, Any]:
         return {
             "id": call.id,
@@ -1033,6 +1038,9 @@ class Hub:
             "recorded": call.recorded,
             "recording": self.recording_state(call),
             "preference": call.preference.value,
+            # While a choice is pending (preference "choice"): when it defaults to anyone, in
+            # wall ms, so a caller page that reloads can show the choice again.
+            "choice_deadline": self._wall_ms_of(call.choice_deadline),
             "queue_position": call.queue_position,
             "estimated_wait_s": self.estimated_wait_s(call.queue_position),
             "launched_at": call.launched_at,

@@ -389,3 +389,28 @@ async def test_j_kiosk_reloaded_mid_call_tests_itself_on_the_calls_camera(servic
     assert after is not None and after.at > before.at
     assert (after.camera, after.microphone) == ("ok", "ok")
     assert after.app_build.startswith("kiosk-web")
+
+
+async def test_k_a_pending_choice_survives_a_reload_and_closes_at_its_deadline(
+    make_service, pages, shots
+):
+    """The kiosk's named expert is offline and nobody else is free: the choice panel shows,
+    shows again after a reload (from the call view), and closes by itself when the server's
+    deadline passes; the call waits on for anyone."""
+    service = await make_service(ring_timeout_s=8)
+    nina_id = service.add_person("nina", "expert", specialties=["neighbours"])
+    _, token = service.add_device("kiosk", "Kiosk A")
+    kiosk = await open_kiosk(pages, service, token)
+    await kiosk_calls(kiosk, "neighbours", expert_id=nina_id)
+    await screen(kiosk, "calling")
+    await kiosk.wait_for_selector("#choice-panel", state="visible")
+    await shots(kiosk, "kiosk-choice-offered")
+    await kiosk.reload()
+    await screen(kiosk, "calling")
+    await kiosk.wait_for_selector("#choice-panel", state="visible")
+    assert await kiosk.inner_text("#choice-deadline") != ""
+    await shots(kiosk, "kiosk-choice-after-reload")
+    await kiosk.wait_for_selector("#choice-panel", state="hidden", timeout=20000)
+    await screen(kiosk, "calling")
+    (call,) = service.store.list_calls()
+    assert call.state == "queued"

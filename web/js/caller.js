@@ -141,6 +141,10 @@ export class Caller {
     if (this.hooks.onCall) this.hooks.onCall(call);
     // Answered, or the choice's deadline passed (the server goes to anyone): no choice left.
     if (call.state !== "queued" || call.preference !== "choice") this.choiceOffered = null;
+    else if (!this.choiceOffered && call.choice_deadline) {
+      // A choice pending from before a reload or reconnect (its event came to the old page).
+      this.choiceOffered = { call_id: call.id, expert_id: call.named_expert_id, deadline: call.choice_deadline };
+    }
     if (WAITING.has(call.state)) {
       if (this.media) {
         this.view.update(call, this.sig.principal.id); // the experts dropped: wait in the call
