@@ -414,3 +414,29 @@ async def test_k_a_pending_choice_survives_a_reload_and_closes_at_its_deadline(
     await screen(kiosk, "calling")
     (call,) = service.store.list_calls()
     assert call.state == "queued"
+
+
+async def test_l_cancel_pressed_while_the_kiosk_is_offline_is_sent_when_it_is_back(
+    service, pages, shots
+):
+    """Nobody answers; the kiosk's network drops and the citizen taps "cancel" meanwhile: the
+    cancel goes out once the connection is back, so no expert is rung for an empty kiosk."""
+    service.add_person("nina", "expert", specialties=["neighbours"])  # offline: no answer
+    device_id, token = service.add_device("kiosk", "Kiosk A")
+    kiosk = await open_kiosk(pages, service, token)
+    await kiosk_calls(kiosk, "neighbours")
+    await screen(kiosk, "calling")
+    await kiosk.context.set_offline(True)
+    for session in service.hub.sessions_of(device_id):
+        if session.connection is not None:
+            session.connection.ws._req.transport.abort()  # the network drops, no goodbye
+    await kiosk.wait_for_selector("#reconnecting", state="visible")
+    await kiosk.click("#calling-cancel")
+    await kiosk.wait_for_selector("#calling-cancel[data-i18n='kiosk.calling.cancelling']:disabled")
+    await shots(kiosk, "kiosk-cancel-while-offline")
+    (call,) = service.store.list_calls()
+    assert call.state != "ended"  # nothing could reach the server yet
+    await kiosk.context.set_offline(False)
+    await screen(kiosk, "welcome")
+    (call,) = service.store.list_calls()
+    assert (call.state, call.end_reason) == ("ended", "cancelled")

@@ -242,11 +242,38 @@ export class Caller {
   async cancel() {
     const call = this.call;
     if (!call) return this.screens.toWelcome();
+    const button = $("calling-cancel");
+    button.disabled = true; // taken: "cancelling…" until the server has it
+    button.dataset.i18n = "kiosk.calling.cancelling";
+    i18n.apply(button.parentElement);
     try {
-      const result = await this.sig.request("call.cancel", { call_id: call.id });
-      this.onResult(result.call);
-    } catch (err) {
-      this.log("cancel:", err.code);
+      await this.cancelUntilSent(call);
+    } finally {
+      button.disabled = false;
+      button.dataset.i18n = "kiosk.calling.cancel";
+      i18n.apply(button.parentElement);
+    }
+  }
+
+  async cancelUntilSent(call) {
+    for (;;) {
+      try {
+        const result = await this.sig.request("call.cancel", { call_id: call.id });
+        this.onResult(result.call);
+        return;
+      } catch (err) {
+        this.log("cancel:", err.code);
+        // Not connected, or no answer: the citizen still wants out. Sent again once the
+        // connection is back (else an expert could be rung for an empty kiosk), unless the
+        // call has ended or been answered meanwhile.
+        if (err.code !== "disconnected" && err.code !== "timeout") return;
+        try {
+          await this.sig.whenOpen();
+        } catch {
+          return; // the connection is gone for good
+        }
+        if (!this.call || this.call.id !== call.id || !WAITING.has(this.call.state)) return;
+      }
     }
   }
 
