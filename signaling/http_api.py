@@ -241,10 +241,25 @@ async def change_password(request: web.Request) -> web.Response:
     if len(new) < 8:
         raise BadRequest("new_password must have at least 8 characters")
     account = store.get_account(principal.id)
+    # Guesses at the old password (from a session left open) count with failed logins.
+    by_account = request.app[LOGIN_THROTTLE_BY_ACCOUNT]
+    now = time.monotonic()
+    wait_s = by_account.retry_after_s(account.id, now)
+    if wait_s > 0:
+        request.app[METRICS].login_failures.labels(outcome="throttled").inc()
+        return _retry_later(RateLimited("too many wrong passwords; try again later"), wait_s)
     if store.check_password(account.username, old) is None:
+        by_account.record_failure(account.id, now)
+        request.app[METRICS].login_failures.labels(outcome="wrong_password").inc()
         raise AuthFailed("the old password is wrong")
-    store.set_password(account.id, new)
-    store.append_audit(account.id, "account.password_changed", account.id)
+    token = bearer_or_cookie(request)
+    with store.transaction():
+        store.set_password(account.id, new)
+        # Whoever else holds a login of this account (a stolen session, a forgotten
+        # computer) is logged out; the session that changed it stays.
+        store.delete_other_sessions(account.id, token)
+        store.append_audit(account.id, "account.password_changed", account.id)
+    request.app[HUB].end_other_logins(account.id, token)
     return web.json_response({})
 
 

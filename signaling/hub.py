@@ -507,6 +507,19 @@ class Hub:
             [s for s in self.sessions.values() if s.login_token == login_token], "logged_out"
         )
 
+    def end_other_logins(self, account_id: str, keep_login_token: str | None) -> None:
+        """A person changed their password: connections opened by their other logins end."""
+        self._end_sessions(
+            [
+                s
+                for s in self.sessions.values()
+                if s.principal.account_id == account_id
+                and s.login_token is not None
+                and s.login_token != keep_login_token
+            ],
+            "revoked",
+        )
+
     def _end_sessions(self, sessions: list[SignalSession], reason: str) -> None:
         principals = {s.principal.id for s in sessions}
         for session in sessions:

@@ -594,6 +594,14 @@ class MetadataStore:
         """End every session of an account."""
         self._write("DELETE FROM sessions WHERE account_id = ?", (account_id,))
 
+    def delete_other_sessions(self, account_id: str, keep_token: str | None) -> None:
+        """End every session of an account but the one `keep_token` opened (a password
+        change keeps the session that made it)."""
+        keep = hash_token(keep_token) if keep_token else ""
+        self._write(
+            "DELETE FROM sessions WHERE account_id = ? AND token_hash != ?", (account_id, keep)
+        )
+
     def delete_expired_sessions(self) -> int:
         """Remove expired sessions; returns how many."""
         return self._write("DELETE FROM sessions WHERE expires_at <= ?", (self._clock(),))

@@ -92,6 +92,49 @@ async def test_password_change_needs_the_old_password_and_takes_effect(service):
     assert status == 200
 
 
+async def test_a_password_change_logs_out_the_accounts_other_logins(service):
+    """A stolen or forgotten login (HTTP and its live connection) ends when the person changes
+    their password; the login that changed it goes on."""
+    service.add_person("amy", "expert")
+    mine, other = await service.login("amy"), await service.login("amy")
+    mine_ws = await service.connect(session_token=mine)
+    other_ws = await service.connect(session_token=other)
+    status, _ = await service.http(
+        "POST",
+        "/api/password",
+        token=mine,
+        json={"old_password": PASSWORD, "new_password": "a new long password"},
+    )
+    assert status == 200
+    assert await other_ws.wait_closed() == 4004
+    assert (await service.http("GET", "/api/me", token=other))[0] == 401
+    assert (await service.http("GET", "/api/me", token=mine))[0] == 200
+    assert (await mine_ws.request("ping")) is not None
+    await mine_ws.close()
+
+
+async def test_guesses_at_the_old_password_count_with_failed_logins(make_service):
+    service = await make_service(login_failures_per_account=2)
+    service.add_person("amy", "expert")
+    token = await service.login("amy")
+    for _ in range(2):
+        status, body = await service.http(
+            "POST",
+            "/api/password",
+            token=token,
+            json={"old_password": "guess", "new_password": "a new long password"},
+        )
+        assert status == 401, body
+    status, body = await service.http(
+        "POST",
+        "/api/password",
+        token=token,
+        json={"old_password": PASSWORD, "new_password": "a new long password"},
+    )
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+    assert (await log_in(service, "amy"))[0] == 429  # the account is locked for logins too
+
+
 async def test_device_token_authenticates_a_kiosk_and_the_reply_carries_server_time(service):
     device_id, token = service.add_device("kiosk")
     client = await service.connect(device_token=token)
