@@ -1,4 +1,4 @@
-"""One call's timeline: every time a recording writes, on one clock that cannot jump.
+"""One call's timeline: the times a recording gives its media, on a clock that cannot jump.
 
 The wall clock can be stepped while a call runs (NTP correcting a server that booted with a
 wrong clock, an operator setting the time). Media times once came from the wall clock at
@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 
 def monotonic_ms() -> int:
@@ -47,9 +46,6 @@ class CallTimeline:
     def now_ms(self) -> int:
         """Now, in Unix ms on the timeline."""
         return self.unix_ms(self.monotonic())
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.now_ms() / 1000, UTC)
 
     def step_ms(self, wall_ms: int) -> int:
         """How far the wall clock (reading `wall_ms` now) has moved from the timeline since

@@ -151,7 +151,8 @@ class Settings:
     enrolment_failures_per_min: int = 10
     # Failed logins one client IP may make per minute; more answer 429 for a while.
     login_failures_per_min: int = 10
-    # Failed logins to one username (from anywhere) per 15 minutes; more answer 429.
+    # Failed logins (and wrong old passwords) to one account, from anywhere, per 15 minutes;
+    # more answer 429.
     login_failures_per_account: int = 20
     # Create demo accounts on first start (turn off in production).
     demo_accounts: bool = True

@@ -55,7 +55,7 @@ class Metrics:
         # a steady rise is someone guessing passwords (the audit log has their IPs).
         self.login_failures = Counter(
             "mediation_login_failures",
-            "POST /api/login attempts refused, by outcome",
+            "Logins and password changes refused, by outcome",
             ["outcome"],
             registry=r,
         )

@@ -365,12 +365,7 @@ class CallRecordingHub:
             chain = ChainWriter(workdir / "objects", call_id, rec.prefix, self.keyring)
         # A recording cut short (the server stopped mid-call) is last known to have run at
         # its last link: the call's end recorded at the restart may be hours later.
-        last_alive = _link_utc(chain, rec.prefix) if status == "interrupted" else None
-        if last_alive is not None:
-            # Link times are the wall clock's and media times the call's timeline: after a
-            # clock step the last segment may end after the last link. The call ran at
-            # least until both.
-            last_alive = max(last_alive, _media_end_utc(chain, rec.prefix) or last_alive)
+        last_alive = _last_alive_utc(chain, rec.prefix) if status == "interrupted" else None
         if recovered and not chain.closed:
             await self._respool_unsent(call_id, workdir, rec.prefix)
         if chain.closed:  # finalized before a crash: the index and the spool catch up
@@ -654,35 +649,30 @@ def clock_state() -> dict[str, Any]:
     return {"source": source, "synchronized": synchronized}
 
 
-def _link_utc(chain: ChainWriter, prefix: str) -> str | None:
-    """The `utc` of the chain's last link but a closing `recording_stopped` (a recovery cut
-    short by another crash wrote that one at the restart); None without such a link or if
-    it cannot be read."""
-    for index in range(chain.head.links, 0, -1):
-        try:
-            link = json.loads(chain.path(link_key(prefix, index)).read_bytes())
-        except (OSError, ValueError):
-            return None
-        event = link.get("event")
-        if isinstance(event, dict) and event.get("type") == "recording_stopped":
-            continue
-        utc = link.get("utc")
-        return utc if isinstance(utc, str) else None
-    return None
-
-
-def _media_end_utc(chain: ChainWriter, prefix: str) -> str | None:
-    """The latest `end_utc` of the chain's segment links (None without one)."""
-    latest: str | None = None
+def _last_alive_utc(chain: ChainWriter, prefix: str) -> str | None:
+    """When an interrupted recording is last known to have run: its last link's `utc`,
+    leaving out a closing `recording_stopped` (a recovery cut short by another crash wrote
+    that one at the restart), or its last segment's `end_utc` if later (link times are the
+    wall clock's, media times the call's timeline: after a clock step they part). None
+    without such a link; unreadable links are left out."""
+    last_link: str | None = None
+    media_end: str | None = None
     for index in range(1, chain.head.links + 1):
         try:
             link = json.loads(chain.path(link_key(prefix, index)).read_bytes())
         except (OSError, ValueError):
             continue
+        event = link.get("event")
+        if isinstance(event, dict) and event.get("type") == "recording_stopped":
+            continue
+        utc = link.get("utc")
+        last_link = utc if isinstance(utc, str) else last_link
         end = link.get("end_utc") if link.get("kind") == "segment" else None
-        if isinstance(end, str) and (latest is None or end > latest):
-            latest = end  # ISO texts of one format: compared as text
-    return latest
+        if isinstance(end, str) and (media_end is None or end > media_end):
+            media_end = end  # ISO texts of one format: compared as text
+    if last_link is None:
+        return None
+    return max(last_link, media_end or last_link)
 
 
 def participant_event(old: str | None, new: str, reason: str | None) -> str | None:

@@ -13,6 +13,12 @@ from signaling.client import ClientError, SignalingClient
 from tests.conftest import PASSWORD
 
 
+async def change_password(service, token: str, old: str, new: str = "a new long password"):
+    return await service.http(
+        "POST", "/api/password", token=token, json={"old_password": old, "new_password": new}
+    )
+
+
 async def test_login_sets_a_strict_http_only_cookie_and_returns_a_token(service):
     service.add_person("olga", "station_officer")
     status, body = await service.http(
@@ -72,19 +78,9 @@ async def test_logout_ends_the_session(service):
 async def test_password_change_needs_the_old_password_and_takes_effect(service):
     service.add_person("olga", "station_officer")
     token = await service.login("olga")
-    status, body = await service.http(
-        "POST",
-        "/api/password",
-        token=token,
-        json={"old_password": "wrong", "new_password": "a new long password"},
-    )
+    status, body = await change_password(service, token, "wrong")
     assert status == 401 and body["error"]["code"] == "auth_failed"
-    status, _ = await service.http(
-        "POST",
-        "/api/password",
-        token=token,
-        json={"old_password": PASSWORD, "new_password": "a new long password"},
-    )
+    status, _ = await change_password(service, token, PASSWORD)
     assert status == 200
     status, _ = await service.http(
         "POST", "/api/login", json={"username": "olga", "password": "a new long password"}
@@ -99,12 +95,7 @@ async def test_a_password_change_logs_out_the_accounts_other_logins(service):
     mine, other = await service.login("amy"), await service.login("amy")
     mine_ws = await service.connect(session_token=mine)
     other_ws = await service.connect(session_token=other)
-    status, _ = await service.http(
-        "POST",
-        "/api/password",
-        token=mine,
-        json={"old_password": PASSWORD, "new_password": "a new long password"},
-    )
+    status, _ = await change_password(service, mine, PASSWORD)
     assert status == 200
     assert await other_ws.wait_closed() == 4004
     assert (await service.http("GET", "/api/me", token=other))[0] == 401
@@ -118,19 +109,9 @@ async def test_guesses_at_the_old_password_count_with_failed_logins(make_service
     service.add_person("amy", "expert")
     token = await service.login("amy")
     for _ in range(2):
-        status, body = await service.http(
-            "POST",
-            "/api/password",
-            token=token,
-            json={"old_password": "guess", "new_password": "a new long password"},
-        )
+        status, body = await change_password(service, token, "guess")
         assert status == 401, body
-    status, body = await service.http(
-        "POST",
-        "/api/password",
-        token=token,
-        json={"old_password": PASSWORD, "new_password": "a new long password"},
-    )
+    status, body = await change_password(service, token, PASSWORD)
     assert status == 429 and body["error"]["code"] == "rate_limited"
     assert (await log_in(service, "amy"))[0] == 429  # the account is locked for logins too
 
